@@ -1,0 +1,33 @@
+"""Installable package for ldiff: diffusion-based MS lesion filling and synthesis."""
+from setuptools import find_packages, setup
+
+setup(
+    name="ldiff",
+    version="0.1.0",
+    description="Self-configuring diffusion models that fill and synthesise MS white-matter lesions in brain MRI",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ldiff", "ldiff.*"]),
+    include_package_data=True,
+    package_data={"ldiff": ["evaluation/weights/*.npz", "demo_models/**/*"]},
+    # torch is deliberately unpinned: users bring the build that matches their CUDA.
+    install_requires=[
+        "torch>=2.1",
+        "SimpleITK>=2.2",
+        "batchgenerators>=0.25",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "scikit-image>=0.21",
+        "tqdm>=4.60",
+        "nilearn>=0.10",
+        "matplotlib>=3.6",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={
+        "console_scripts": [
+            "ldiff_make_example=ldiff.cli.make_example:main",
+            "ldiff_plan_and_preprocess=ldiff.cli.plan_and_preprocess:main",
+        ]
+    },
+)
