@@ -21,6 +21,7 @@ setup(
         "scikit-image>=0.21",
         "tqdm>=4.60",
         "nilearn>=0.10",
+        "nibabel>=4",
         "matplotlib>=3.6",
     ],
     extras_require={"test": ["pytest>=7"]},

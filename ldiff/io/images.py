@@ -81,11 +81,36 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
         raise LdiffError(f"{path}: cannot be read as an image (truncated or not NIfTI?): {first_line}") from None
+    problem = stored_voxel_problem(path)
+    if problem is not None:
+        raise LdiffError(f"{path}: {problem}.")
     if image.GetDimension() != 3:
         raise LdiffError(f"{path}: is {image.GetDimension()}D, but ldiff needs 3D volumes.")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise LdiffError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected 1.")
     return image
+
+
+def stored_voxel_problem(path: str | os.PathLike) -> str | None:
+    """Check the voxels stored in a NIfTI file independently of SimpleITK; None when they are sound.
+
+    SimpleITK 2.5's NIfTI reader silently fills a truncated file with zeros and turns NaN/Inf into
+    0, so neither problem is visible in the image it returns. nibabel reads the stored voxels and
+    fails on a truncated stream, which lets ldiff refuse such files instead of filling garbage.
+    """
+    name = str(path).lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return None
+    import nibabel
+
+    try:
+        stored = nibabel.load(str(path))
+        voxels = np.asarray(stored.dataobj)
+    except Exception as error:  # nibabel raises EOFError, OSError, zlib.error, ValueError ... on damage
+        return f"is truncated or corrupt ({type(error).__name__}: {error})"
+    if np.issubdtype(voxels.dtype, np.floating) and not np.all(np.isfinite(voxels)):
+        return f"contains {int(np.count_nonzero(~np.isfinite(voxels)))} NaN or Inf voxels"
+    return None
 
 
 def write_image_atomic(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> None:

@@ -1,0 +1,293 @@
+"""Reverse-process samplers that share one :class:`~ldiff.diffusion.schedule.NoiseSchedule`.
+
+A sampler owns only the list of timesteps it visits and the update rule between two of them, so a
+network trained once can be sampled with DDPM (all steps, ancestral) or DDIM (few steps, optionally
+deterministic) without retraining. Every update goes from a timestep ``t`` to an earlier one
+``t_prev``; ``t_prev = -1`` stands for the clean image (``abar = 1``), so the last step returns the
+(clipped) predicted ``x0`` itself.
+
+Conditioning stays outside the sampler: ``model_fn(x_t, timesteps)`` is any callable that returns
+the network output for ``x_t`` (a closure that concatenates the voided image and mask, for example).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ldiff.diffusion.schedule import NoiseSchedule
+
+TIMESTEP_SPACINGS = ("leading", "trailing")
+FINAL_TIMESTEP = -1
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def spaced_timesteps(num_train_timesteps: int, num_inference_steps: int, spacing: str = "trailing") -> list[int]:
+    """Evenly spaced timesteps, in descending (sampling) order.
+
+    - ``"trailing"`` ends the grid at ``T - 1``: for ``T = 1000``, 50 steps give ``999, 979, ..., 19``.
+      The first step then starts where pure noise is the right input, which is why it is ldiff's
+      default (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed").
+    - ``"leading"`` starts the grid at 0: ``980, 960, ..., 0``. It is the diffusers default and what
+      the reference thesis used (its "DDIM step 3 of 50" is ``t = 40``).
+
+    Raises:
+        ValueError: for an unknown spacing or a step count outside ``1 .. num_train_timesteps``.
+    """
+    if spacing not in TIMESTEP_SPACINGS:
+        raise ValueError(f"timestep spacing must be one of {TIMESTEP_SPACINGS}, got {spacing!r}.")
+    if not 1 <= num_inference_steps <= num_train_timesteps:
+        raise ValueError(f"num_inference_steps must be in 1..{num_train_timesteps}, got {num_inference_steps}.")
+    if spacing == "leading":
+        stride = num_train_timesteps // num_inference_steps
+        return [index * stride for index in reversed(range(num_inference_steps))]
+    return [
+        round(num_train_timesteps * (num_inference_steps - index) / num_inference_steps) - 1
+        for index in range(num_inference_steps)
+    ]
+
+
+def standard_normal_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, drawn on the generator's device then moved to ``x``'s.
+
+    Drawing on the generator's device makes a seeded CPU generator give the same noise whether the
+    model runs on a CPU or a GPU.
+    """
+    device = generator.device if generator is not None else x.device
+    noise = torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32)
+    return noise.to(device=x.device, dtype=x.dtype)
+
+
+@dataclass
+class SamplerStepOutput:
+    """Result of one reverse step: ``prev_sample`` is ``x_{t_prev}``, ``pred_x0`` the (clipped) clean estimate."""
+
+    prev_sample: torch.Tensor
+    pred_x0: torch.Tensor
+
+
+class Sampler:
+    """Common part of the samplers: the timestep grid, clipping, and the sampling loop.
+
+    Args:
+        schedule: the noise schedule the network was trained with.
+        num_inference_steps: number of reverse steps (network calls).
+        spacing: ``"trailing"`` or ``"leading"``, see :func:`spaced_timesteps`.
+        clip_sample: clamp predicted ``x0`` to ``[-1, 1]``; ``None`` follows ``schedule.clip_sample``.
+    """
+
+    name = "base"
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        num_inference_steps: int,
+        spacing: str = "trailing",
+        clip_sample: bool | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self.clip_sample = schedule.clip_sample if clip_sample is None else bool(clip_sample)
+        self.spacing = spacing
+        self.timesteps: list[int] = []
+        self.set_timesteps(num_inference_steps, spacing)
+
+    def set_timesteps(self, num_inference_steps: int, spacing: str | None = None) -> list[int]:
+        """Choose the timesteps to visit (descending) and return them; see :func:`spaced_timesteps`."""
+        self.spacing = self.spacing if spacing is None else spacing
+        self.timesteps = spaced_timesteps(self.schedule.num_train_timesteps, num_inference_steps, self.spacing)
+        return self.timesteps
+
+    @property
+    def num_inference_steps(self) -> int:
+        return len(self.timesteps)
+
+    def timestep_pairs(self) -> list[tuple[int, int]]:
+        """``(t, t_prev)`` for every step, in sampling order; the last ``t_prev`` is ``-1`` (clean image)."""
+        return list(zip(self.timesteps, [*self.timesteps[1:], FINAL_TIMESTEP]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able settings (not the schedule) that :func:`build_sampler` turns back into this sampler."""
+        return {
+            "name": self.name,
+            "num_inference_steps": self.num_inference_steps,
+            "spacing": self.spacing,
+            "clip_sample": self.clip_sample,
+        }
+
+    def predict_x0_and_epsilon(
+        self, model_output: torch.Tensor, t: int, x_t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted clean image (clipped if enabled) and the noise consistent with it.
+
+        After clipping, the noise is recomputed from the clipped ``x0`` so that the two stay on one
+        forward trajectory through ``x_t``; otherwise the update would mix two different clean images.
+        """
+        pred_x0 = self.schedule.predict_x0(model_output, x_t, t)
+        if self.clip_sample:
+            pred_x0 = pred_x0.clamp(-1.0, 1.0)
+            return pred_x0, self.schedule.epsilon_from_x0(pred_x0, x_t, t)
+        return pred_x0, self.schedule.predict_epsilon(model_output, x_t, t)
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        t: int,
+        t_prev: int,
+        x_t: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> SamplerStepOutput:
+        """One reverse update from ``x_t`` to ``x_{t_prev}``; ``model_output`` has the shape of ``x_t``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model_fn: ModelFn,
+        shape: Sequence[int],
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        x_start: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run the whole reverse process.
+
+        Args:
+            model_fn: ``model_fn(x_t, timesteps)`` with ``x_t`` of ``shape`` and ``timesteps`` a long tensor
+                of shape ``(B,)`` (one timestep per sample, shared by all slices of a stack); returns
+                the network output with the shape of ``x_t``.
+            shape: ``(B, C, H, W)`` or ``(B, C, D, H, W)``.
+            generator: seeds the initial noise and any noise the steps add.
+            device, dtype: where and in which dtype the sample is kept.
+            x_start: start from this ``x_{timesteps[0]}`` instead of pure noise.
+
+        Returns:
+            the sample ``x0``, shape ``shape``, values in ``[-1, 1]`` when clipping is enabled.
+        """
+        x = torch.empty(tuple(shape), device=device, dtype=dtype)
+        x = standard_normal_like(x, generator) if x_start is None else x_start.to(device=device, dtype=dtype)
+        for t, t_prev in self.timestep_pairs():
+            timesteps = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+            model_output = model_fn(x, timesteps).to(dtype)
+            x = self.step(model_output, t, t_prev, x, generator).prev_sample
+        return x
+
+
+class DDIMSampler(Sampler):
+    """DDIM (Song et al. 2021): deterministic for ``eta = 0``, DDPM-like noise for ``eta = 1``.
+
+    ``x_prev = sqrt(abar_prev) * x0 + sqrt(1 - abar_prev - sigma^2) * eps + sigma * z`` with
+    ``sigma = eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev)``.
+    """
+
+    name = "ddim"
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        num_inference_steps: int = 50,
+        spacing: str = "trailing",
+        eta: float = 0.0,
+        clip_sample: bool | None = None,
+    ) -> None:
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}.")
+        self.eta = float(eta)
+        super().__init__(schedule, num_inference_steps, spacing, clip_sample)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "eta": self.eta}
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        t: int,
+        t_prev: int,
+        x_t: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> SamplerStepOutput:
+        """One DDIM update; ``generator`` is used only when ``eta > 0``."""
+        pred_x0, pred_epsilon = self.predict_x0_and_epsilon(model_output, t, x_t)
+        alpha_bar = self.schedule.alpha_cumprod_at(t)
+        alpha_bar_prev = self.schedule.alpha_cumprod_at(t_prev)
+        variance = (1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)
+        sigma = self.eta * variance**0.5
+        # max() guards against a tiny negative from rounding when eta = 1 and t_prev is close to t.
+        direction = max(1 - alpha_bar_prev - sigma**2, 0.0) ** 0.5
+        prev_sample = alpha_bar_prev**0.5 * pred_x0 + direction * pred_epsilon
+        if sigma > 0:
+            prev_sample = prev_sample + sigma * standard_normal_like(x_t, generator)
+        return SamplerStepOutput(prev_sample=prev_sample, pred_x0=pred_x0)
+
+
+class DDPMSampler(Sampler):
+    """Ancestral sampling with the posterior ``q(x_prev | x_t, x0)`` of Ho et al. (2020), "fixed small" variance.
+
+    With the default (all ``T`` timesteps) every step is the textbook DDPM step. With fewer steps,
+    the effective beta between two visited timesteps is ``1 - abar_t / abar_prev`` (the respacing of
+    Nichol & Dhariwal 2021), which makes this sampler equal to DDIM with ``eta = 1``.
+    """
+
+    name = "ddpm"
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        num_inference_steps: int | None = None,
+        spacing: str = "trailing",
+        clip_sample: bool | None = None,
+    ) -> None:
+        steps = schedule.num_train_timesteps if num_inference_steps is None else num_inference_steps
+        super().__init__(schedule, steps, spacing, clip_sample)
+
+    def posterior_coefficients(self, t: int, t_prev: int) -> tuple[float, float, float]:
+        """``(c_x0, c_xt, variance)`` of ``q(x_prev | x_t, x0) = N(c_x0 * x0 + c_xt * x_t, variance)``.
+
+        For consecutive steps: ``c_x0 = beta_t sqrt(abar_{t-1}) / (1 - abar_t)``,
+        ``c_xt = sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t)`` and
+        ``variance = beta_t (1 - abar_{t-1}) / (1 - abar_t)``.
+        """
+        alpha_bar = self.schedule.alpha_cumprod_at(t)
+        alpha_bar_prev = self.schedule.alpha_cumprod_at(t_prev)
+        alpha = alpha_bar / alpha_bar_prev
+        beta = 1 - alpha
+        coefficient_x0 = beta * alpha_bar_prev**0.5 / (1 - alpha_bar)
+        coefficient_xt = alpha**0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar)
+        variance = beta * (1 - alpha_bar_prev) / (1 - alpha_bar)
+        return coefficient_x0, coefficient_xt, variance
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        t: int,
+        t_prev: int,
+        x_t: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> SamplerStepOutput:
+        """One ancestral update; the last step (``t_prev = -1``) adds no noise and returns ``pred_x0``."""
+        pred_x0, _ = self.predict_x0_and_epsilon(model_output, t, x_t)
+        coefficient_x0, coefficient_xt, variance = self.posterior_coefficients(t, t_prev)
+        prev_sample = coefficient_x0 * pred_x0 + coefficient_xt * x_t
+        if variance > 0:
+            prev_sample = prev_sample + variance**0.5 * standard_normal_like(x_t, generator)
+        return SamplerStepOutput(prev_sample=prev_sample, pred_x0=pred_x0)
+
+
+SAMPLERS: dict[str, type[Sampler]] = {"ddim": DDIMSampler, "ddpm": DDPMSampler}
+
+
+def build_sampler(schedule: NoiseSchedule, config: dict[str, Any]) -> Sampler:
+    """Build a sampler from ``{"name": "ddim" | "ddpm", ...}``; the other keys are its constructor's arguments.
+
+    Raises:
+        ValueError: for an unknown sampler name or setting.
+    """
+    settings = dict(config)
+    name = settings.pop("name", None)
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler name must be one of {sorted(SAMPLERS)}, got {name!r}.")
+    try:
+        return SAMPLERS[name](schedule, **settings)
+    except TypeError as error:  # an unknown keyword: report it as a config problem, not a crash
+        raise ValueError(f"invalid settings for sampler {name!r}: {error}") from None
