@@ -236,3 +236,18 @@ def test_build_sampler_round_trip():
         build_sampler(schedule, {"name": "repaint"})
     with pytest.raises(ValueError):
         build_sampler(schedule, {"name": "ddim", "etta": 0.0})
+
+
+def test_ddim_after_clipping_moves_along_the_trajectory_of_the_clipped_x0():
+    schedule = NoiseSchedule()
+    sampler = DDIMSampler(schedule, 10, eta=0.0)
+    generator = torch.Generator().manual_seed(9)
+    x_t = torch.randn(1, 1, 8, 8, generator=generator, dtype=torch.float64)
+    model_output = 3 * torch.randn(1, 1, 8, 8, generator=generator, dtype=torch.float64)
+    t, t_prev = sampler.timestep_pairs()[6]
+    out = sampler.step(model_output, t, t_prev, x_t)
+    assert out.pred_x0.abs().max().item() == 1.0  # the prediction really was clipped
+    abar, abar_prev = schedule.alphas_cumprod[t].item(), schedule.alphas_cumprod[t_prev].item()
+    implied_noise = (x_t - math.sqrt(abar) * out.pred_x0) / math.sqrt(1 - abar)
+    expected = math.sqrt(abar_prev) * out.pred_x0 + math.sqrt(1 - abar_prev) * implied_noise
+    torch.testing.assert_close(out.prev_sample, expected, rtol=0, atol=1e-10)

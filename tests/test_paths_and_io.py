@@ -97,3 +97,13 @@ def test_geometry_mismatch_tolerances():
     assert "spacing" in geometry_mismatch(reference, Geometry((4, 4, 4), (1.01, 1.0, 1.0), (0, 0, 0), reference.direction))
     assert "origin" in geometry_mismatch(reference, Geometry((4, 4, 4), (1, 1, 1), (0.1, 0, 0), reference.direction))
     assert "size" in geometry_mismatch(reference, Geometry((4, 4, 5), (1, 1, 1), (0, 0, 0), reference.direction))
+
+
+def test_json_has_no_nan_and_files_get_normal_permissions(tmp_path):
+    save_json_atomic({"psnr": float("inf"), "values": [1.0, float("nan")], "array": np.array([np.inf, 2.0])}, tmp_path / "m.json")
+    text = (tmp_path / "m.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    assert load_json(tmp_path / "m.json") == {"psnr": None, "values": [1.0, None], "array": [None, 2.0]}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask

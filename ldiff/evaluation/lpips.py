@@ -98,7 +98,9 @@ class LPIPS(nn.Module):
             raise ValueError(f"{path} does not match the LPIPS AlexNet layout")
         for name, parameter in self.named_parameters():
             if state[name].shape != parameter.shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(state[name].shape)}, expected {tuple(parameter.shape)}")
+                raise ValueError(
+                    f"{path}: {name} has shape {tuple(state[name].shape)}, expected {tuple(parameter.shape)}"
+                )
             state[name] = state[name].to(torch.float32)
         return state
 
@@ -108,8 +110,9 @@ class LPIPS(nn.Module):
             raise ValueError(f"{name} must be (B, 1, H, W) or (B, 3, H, W), got {tuple(images.shape)}")
         if min(images.shape[-2:]) < MIN_IMAGE_SIZE:
             raise ValueError(f"{name} is {tuple(images.shape[-2:])}; LPIPS-AlexNet needs H, W >= {MIN_IMAGE_SIZE}")
-        if images.numel() and float(images.abs().max()) > 1.0 + _RANGE_TOLERANCE:
-            raise ValueError(f"{name} must be scaled to [-1, 1]; its largest magnitude is {float(images.abs().max()):.3g}")
+        largest = float(images.abs().max()) if images.numel() else 0.0
+        if largest > 1.0 + _RANGE_TOLERANCE:
+            raise ValueError(f"{name} must be scaled to [-1, 1]; its largest magnitude is {largest:.3g}")
         images = images.to(torch.float32)
         return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 

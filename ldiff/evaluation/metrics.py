@@ -100,6 +100,15 @@ def ssim_map_per_slice(
     """
     planes_a = np.moveaxis(volume_a, axis, 0)
     planes_b = np.moveaxis(volume_b, axis, 0)
+    # skimage's own message for this case talks about colour channels, which would mislead here.
+    if ssim_options.get("gaussian_weights"):
+        window = 2 * int(3.5 * ssim_options.get("sigma", 1.5) + 0.5) + 1
+    else:
+        window = ssim_options.get("win_size") or 7
+    if min(planes_a.shape[1:]) < window:
+        raise ValueError(
+            f"slices along axis {axis} are {planes_a.shape[1:]}, smaller than the {window}x{window} SSIM window"
+        )
     maps = [structural_similarity(a, b, full=True, **ssim_options)[1] for a, b in zip(planes_a, planes_b)]
     return np.moveaxis(np.stack(maps), 0, axis)
 

@@ -29,6 +29,10 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
     os.close(handle)
     temporary_path = Path(temporary)
+    # mkstemp creates files readable by the owner only; outputs should get the usual umask-based mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary_path, 0o666 & ~umask)
     try:
         yield temporary_path
         os.replace(temporary_path, target)
@@ -47,9 +51,22 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _finite_or_none(value: Any) -> Any:
+    """Replace NaN/Inf floats by None recursively: JSON has no such numbers (null = undefined, e.g. PSNR of identical images)."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
+        return _finite_or_none(value.tolist())
+    return value
+
+
 def save_json_atomic(data: Any, target: str | os.PathLike, indent: int = 2) -> None:
-    """Write ``data`` as human-readable JSON (numpy scalars and arrays converted)."""
-    text = json.dumps(data, indent=indent, default=_json_default, sort_keys=False)
+    """Write ``data`` as human-readable, strictly valid JSON (numpy values converted, NaN/Inf as null)."""
+    text = json.dumps(_finite_or_none(data), indent=indent, default=_json_default, sort_keys=False, allow_nan=False)
     with atomic_path(target) as temporary:
         temporary.write_text(text + "\n", encoding="utf-8")
 

@@ -24,26 +24,31 @@ DEFAULT_DILATION_RADIUS_VOXELS = 1
 def signed_border_distance_mm(mask: np.ndarray, spacing: Spacing | None = None) -> np.ndarray:
     """Signed distance (mm, float64, same shape) of each voxel centre to the lesion border.
 
-    The lesion is taken as the union of its voxels' boxes, so on an isotropic 1 mm grid the first
-    layer outside is at +0.5 mm and the first layer inside at -0.5 mm; with anisotropic spacing a
-    neighbour across a thick slice is correctly farther away. Each distance is measured to the box
-    of the nearest voxel centre of the other side, a close approximation of the distance to the
-    union of boxes. Every voxel is at least half a voxel from the border, so zero never occurs.
+    Negative inside the lesion, positive outside, never zero. For a voxel v, take the nearest voxel
+    centre u of the other side (Euclidean, in mm) and subtract the part of the segment v-u that lies
+    inside u's voxel box: on an isotropic 1 mm grid a face neighbour of the lesion is at +0.5 mm, the
+    first layer inside at -0.5 mm, and a neighbour across a thick slice is correctly farther away.
+    On digitised spheres this is within about 0.2 mm of the true distance to the surface.
     """
     mask = np.asarray(mask, dtype=bool)
-    axis_spacing = spacing_for_array(spacing, mask.ndim)
-    half = (axis_spacing / 2).reshape((-1,) + (1,) * mask.ndim)
-    grid = np.indices(mask.shape)
-
-    def distance_to_boxes(features: np.ndarray) -> np.ndarray:
-        # features: the voxels whose boxes we measure the distance to (the zeros of the EDT input).
-        _, nearest = ndimage.distance_transform_edt(~features, sampling=axis_spacing, return_indices=True)
-        offset = np.abs(nearest - grid) * axis_spacing.reshape(half.shape)
-        return np.sqrt((np.maximum(offset - half, 0.0) ** 2).sum(axis=0))
-
     if mask.all() or not mask.any():
         raise ValueError("the signed distance needs both lesion and non-lesion voxels")
-    return np.where(mask, -distance_to_boxes(~mask), distance_to_boxes(mask))
+    axis_spacing = spacing_for_array(spacing, mask.ndim)
+    per_axis = axis_spacing.reshape((-1,) + (1,) * mask.ndim)
+    grid = np.indices(mask.shape)
+
+    def distance_to_border(features: np.ndarray) -> np.ndarray:
+        # features: the voxels of the other side (the zeros of the EDT input).
+        _, nearest = ndimage.distance_transform_edt(~features, sampling=axis_spacing, return_indices=True)
+        offset = np.abs(nearest - grid) * per_axis
+        length = np.sqrt((offset**2).sum(axis=0))
+        # The segment leaves u's box where it first crosses a face: at the smallest fraction
+        # (spacing_i / 2) / |offset_i| over the axes it moves along.
+        with np.errstate(divide="ignore"):
+            exit_fraction = np.where(offset > 0, (per_axis / 2) / offset, np.inf).min(axis=0)
+        return length * (1.0 - np.minimum(exit_fraction, 1.0))
+
+    return np.where(mask, -distance_to_border(~mask), distance_to_border(mask))
 
 
 def boundary_profile(
@@ -51,12 +56,12 @@ def boundary_profile(
     lesion_mask: np.ndarray,
     spacing: Spacing | None = None,
     wm_mask: np.ndarray | None = None,
-    inner_voxels: int = 3,
-    outer_voxels: int = 6,
+    inner_mm: float = 3.0,
+    outer_mm: float = 6.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean intensity on shells around the lesions: (distance_mm, mean_intensity, voxel_count).
 
-    Shells are bins of width b = min(spacing) covering [-inner_voxels*b, outer_voxels*b); a shell's
+    Shells are bins of width b = min(spacing) covering about [-inner_mm, outer_mm); a shell's
     distance is the mean signed distance of its voxels (more faithful than the bin centre, because
     voxel distances are not spread evenly within a bin). Outside the lesion only ``wm_mask`` voxels
     count when it is given, so cortex and CSF do not pose as normal tissue. Empty shells are left out;
@@ -68,11 +73,13 @@ def boundary_profile(
         raise ValueError(f"image shape {image.shape} differs from lesion mask shape {lesion.shape}")
     axis_spacing = spacing_for_array(spacing, lesion.ndim)
     bin_mm = float(axis_spacing.min())
+    inner_bins = max(1, round(inner_mm / bin_mm))
+    outer_bins = max(2, round(outer_mm / bin_mm))
     box = bounding_box(lesion)
     if box is None:
         return np.zeros(0), np.zeros(0), np.zeros(0, dtype=int)
     # Only voxels within the outermost shell matter; cropping keeps the distance transform cheap.
-    pad = [math.ceil((outer_voxels + 1) * bin_mm / s) for s in axis_spacing]
+    pad = [math.ceil((outer_bins + 1) * bin_mm / s) for s in axis_spacing]
     region = padded_box(box, pad, lesion.shape)
     lesion = lesion[region]
     image = image[region]
@@ -82,9 +89,9 @@ def boundary_profile(
     usable = lesion.copy()
     usable |= np.asarray(wm_mask, dtype=bool)[region] if wm_mask is not None else ~lesion
     shell = np.floor(distance / bin_mm).astype(int)
-    usable &= (shell >= -inner_voxels) & (shell < outer_voxels)
-    index = shell[usable] + inner_voxels
-    n_bins = inner_voxels + outer_voxels
+    usable &= (shell >= -inner_bins) & (shell < outer_bins)
+    index = shell[usable] + inner_bins
+    n_bins = inner_bins + outer_bins
     counts = np.bincount(index, minlength=n_bins)
     sum_distance = np.bincount(index, weights=distance[usable], minlength=n_bins)
     sum_intensity = np.bincount(index, weights=image[usable], minlength=n_bins)
@@ -102,25 +109,26 @@ def boundary_width_from_intensity(
     spacing: Spacing | None = None,
     wm_mask: np.ndarray | None = None,
     fraction: float = 0.9,
-    inner_voxels: int = 3,
-    outer_voxels: int = 6,
+    inner_mm: float = 3.0,
+    outer_mm: float = 6.0,
     min_relative_contrast: float = 0.02,
 ) -> float | None:
     """Width (mm, >= 0) of the abnormal rim outside the lesion border, or None if not measurable.
 
     ``image_channel``: (Z, Y, X) intensities, any scale. ``lesion_mask``: same shape, nonzero =
-    lesion. The interior level is the innermost shell's mean, the NAWM level the outermost shell's
-    (about ``outer_voxels`` voxels out); the width is where the profile, walked from inside out,
+    lesion. The interior level is the innermost shell's mean (about ``inner_mm`` deep, or as deep as
+    the lesions go), the NAWM level the outermost shell's (about ``outer_mm`` out); the width is where the profile, walked from inside out,
     first gets ``fraction`` of the way from the first to the second, linearly interpolated between
     shells and clipped at 0. A perfectly sharp edge therefore gives a little under half a voxel.
-    For a step edge blurred by a Gaussian of sigma s the result is about 1.28 s (fraction 0.9).
+    For a step edge blurred by a Gaussian of sigma s the result is about 1.28 s (fraction 0.9);
+    widths beyond about half of ``outer_mm`` are underestimated because the far level is not reached.
     None when there are no lesions, no shells outside, or the lesion-to-NAWM contrast is below
     ``min_relative_contrast`` of the image's 1-99 percentile range.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     distance, intensity, _ = boundary_profile(
-        image_channel, lesion_mask, spacing, wm_mask, inner_voxels, outer_voxels
+        image_channel, lesion_mask, spacing, wm_mask, inner_mm, outer_mm
     )
     if distance.size < 2 or distance[-1] <= 0 or distance[0] >= 0:
         return None

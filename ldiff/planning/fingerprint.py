@@ -45,9 +45,9 @@ def case_fingerprint(loaded: LoadedCase, channel_names: list[str], wm_channel: i
             "nawm": _percentiles(image[nawm]),
         }
     components = lesion_components(lesion, spacing)
-    boundary = None
-    if components and wm_channel is not None:
-        boundary = boundary_width_from_intensity(images[wm_channel], lesion, spacing)
+    # The boundary is measured where lesions show most: FLAIR if present, else the first channel.
+    contrast_channel = next((i for i, name in enumerate(channel_names) if "flair" in name.lower()), 0)
+    boundary = boundary_width_from_intensity(images[contrast_channel], lesion, spacing, wm_mask=wm) if components else None
     return {
         "identifier": loaded.case.identifier,
         "original_orientation": sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(loaded.geometry.direction),

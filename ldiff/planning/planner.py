@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ldiff.masks import dilation_radius_voxels
 from ldiff.networks import downsampling_factor
 from ldiff.planning.batch_size import estimate_batch_size, measure_batch_size_cuda
 
@@ -111,23 +112,31 @@ def plan_experiment(fingerprint: dict, overrides: dict[str, Any] | None = None, 
     in_plane = (int(math.ceil(largest[1] / target_spacing[1])), int(math.ceil(largest[0] / target_spacing[0])))
 
     lesion_stats = fingerprint["lesions"]
-    has_lesions = lesion_stats["total_count"] > 0
-    boundary_mm = float(lesion_stats.get("boundary_width_mm") or min(target_spacing))
-    radius_voxels = int(decisions.decide("mask_dilation.radius_voxels", max(1, int(math.ceil(boundary_mm / min(target_spacing) - 1e-6)))))
+    has_lesions = lesion_stats["n_lesions"] > 0
+    boundary_mm = lesion_stats.get("boundary_width_mm")
+    radius_voxels = int(decisions.decide("mask_dilation.radius_voxels", dilation_radius_voxels(boundary_mm, target_spacing)))
+    reason = ("no lesion boundary could be measured: the reference thesis's 1 voxel" if boundary_mm is None else
+              f"typical lesion boundary width {boundary_mm:.2f} mm measured in the fingerprint, rounded up, at least 1 voxel")
     mask_dilation = {
         "radius_voxels": radius_voxels,
         "radius_mm": radius_voxels * min(target_spacing),
         "shape": decisions.decide("mask_dilation.shape", "ball"),
-        "reason": f"typical lesion boundary width {boundary_mm:.2f} mm measured in the fingerprint, at least 1 voxel",
+        "reason": reason,
     }
 
-    extents = lesion_stats.get("extent_mm_percentiles") or {}
-    low_extent = float(np.min(extents["5"])) if has_lesions and extents else 3.0 * min(target_spacing)
-    high_extent = float(np.max(extents["95"])) if has_lesions and extents else 20.0
-    counts = lesion_stats.get("count_per_case") or [0]
+    # Synthetic ellipsoids span the dataset's lesion sizes: radii from half the 5th to half the 95th
+    # percentile of the lesion extents (or 1.5-10 mm when there are no lesions to learn from).
+    finest = min(target_spacing)
+    if has_lesions:
+        extent = lesion_stats["extent_mm"]
+        low_radius = min(extent[axis]["p5"] for axis in ("x", "y", "z")) / 2
+        high_radius = max(extent[axis]["p95"] for axis in ("x", "y", "z")) / 2
+    else:
+        low_radius, high_radius = 1.5, 10.0
+    counts = lesion_stats["lesions_per_case"] or [0]
     training_masks = {
         "real_shape_fraction": 0.5 if has_lesions else 0.0,
-        "ellipsoid_radius_mm": [max(low_extent / 2, min(target_spacing)), max(high_extent / 2, 2 * min(target_spacing))],
+        "ellipsoid_radius_mm": [round(max(low_radius, finest), 3), round(max(high_radius, 2 * finest), 3)],
         "lesions_per_mask": [1, int(max(1, min(8, _percentile_of(counts, 75))))],
         "min_wm_fraction": 0.9,
         "dilation_radius_voxels": radius_voxels,

@@ -1,0 +1,1 @@
+"""Evaluation: metrics of both protocols, offline LPIPS, classic fillers."""

@@ -1,0 +1,1 @@
+"""Prediction: filling and synthesising lesions in NIfTI scans."""

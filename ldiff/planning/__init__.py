@@ -1,0 +1,1 @@
+"""Dataset fingerprint and the planner that turns it into plans.json."""

@@ -1,0 +1,1 @@
+"""The training loop, data loading, checkpoints and logging."""

@@ -1,0 +1,93 @@
+"""Planner decisions on fingerprints whose statistics are known by construction, and the full stage."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ldiff.io import load_json
+from ldiff.networks import downsampling_factor
+from ldiff.planning.planner import plan_experiment
+
+
+def toy_fingerprint(extents_mm=((150.0, 180.0, 140.0), (140.0, 170.0, 150.0)), spacings=((1.0, 1.0, 1.0), (1.0, 1.0, 3.0), (1.0, 1.0, 1.0)),
+                    n_lesions=5, boundary_width_mm=1.6):
+    cases = [{"spacing": list(spacings[i % len(spacings)]), "brain_bbox_extent_mm": list(extents_mm[i % len(extents_mm)])} for i in range(3)]
+    summary = {"p5": 2.0, "p25": 3.0, "p50": 4.0, "p75": 6.0, "p95": 12.0, "min": 1.0, "max": 20.0, "mean": 5.0}
+    return {
+        "dataset_name": "Dataset900_Toy",
+        "channel_names": ["T1w", "FLAIR"],
+        "canonical_orientation": "RAS",
+        "wm_channel": 0,
+        "lesions": {
+            "n_lesions": n_lesions,
+            "lesions_per_case": [1, 2, 2] if n_lesions else [0, 0, 0],
+            "extent_mm": {axis: dict(summary) if n_lesions else None for axis in "xyz"},
+            "boundary_width_mm": boundary_width_mm if n_lesions else None,
+        },
+        "cases": cases,
+    }
+
+
+def test_target_spacing_is_median_and_slice_size_holds_largest_brain():
+    plans = plan_experiment(toy_fingerprint())
+    assert plans["target_spacing"] == [1.0, 1.0, 1.0]
+    for name in ("2d", "p3d"):
+        config = plans["configurations"][name]
+        factor = downsampling_factor(config["network"])
+        height, width = config["slice_size"]
+        assert height % factor == 0 and width % factor == 0
+        # largest brain: 180 mm in y, 150 mm in x at 1 mm; padding adds less than one factor
+        assert 180 <= height < 180 + factor and 150 <= width < 150 + factor
+
+
+def test_slice_size_follows_target_spacing_override():
+    plans = plan_experiment(toy_fingerprint(), {"target_spacing": [2.0, 2.0, 2.0]})
+    height, width = plans["configurations"]["2d"]["slice_size"]
+    assert 90 <= height < 90 + 16 and 75 <= width < 75 + 16
+    assert plans["overrides"]["target_spacing"] == {"value": [2.0, 2.0, 2.0], "planned": [1.0, 1.0, 1.0]}
+    assert plans["data_identifier"] == "ldiffPlans_2x2x2mm"
+
+
+def test_overrides_are_recorded_and_unknown_keys_refused():
+    plans = plan_experiment(toy_fingerprint(), {"2d.batch_size": 3, "p3d.stack_depth": 5, "mask_dilation.radius_voxels": 4})
+    assert plans["configurations"]["2d"]["batch_size"] == 3
+    assert plans["configurations"]["2d"]["batch_size_method"] == "override"
+    assert plans["configurations"]["p3d"]["stack_depth"] == 5
+    assert plans["mask_dilation"]["radius_voxels"] == 4 and plans["training_masks"]["dilation_radius_voxels"] == 4
+    assert set(plans["overrides"]) == {"2d.batch_size", "p3d.stack_depth", "mask_dilation.radius_voxels"}
+    with pytest.raises(ValueError, match="unknown override key"):
+        plan_experiment(toy_fingerprint(), {"2d.batchsize": 3})
+
+
+def test_dilation_radius_from_boundary_width():
+    assert plan_experiment(toy_fingerprint(boundary_width_mm=1.6))["mask_dilation"]["radius_voxels"] == 2
+    assert plan_experiment(toy_fingerprint(boundary_width_mm=0.3))["mask_dilation"]["radius_voxels"] == 1
+    assert plan_experiment(toy_fingerprint(n_lesions=0))["mask_dilation"]["radius_voxels"] == 1
+
+
+def test_healthy_dataset_uses_only_synthetic_masks():
+    plans = plan_experiment(toy_fingerprint(n_lesions=0))
+    assert plans["training_masks"]["real_shape_fraction"] == 0.0
+    with_lesions = plan_experiment(toy_fingerprint())
+    assert with_lesions["training_masks"]["real_shape_fraction"] == 0.5
+    assert with_lesions["training_masks"]["ellipsoid_radius_mm"] == [1.0, 6.0]
+
+
+def test_cpu_batch_size_is_estimated_within_ram_target():
+    small = plan_experiment(toy_fingerprint(), memory_target_gb=0.25)
+    large = plan_experiment(toy_fingerprint(), memory_target_gb=8.0)
+    for name in ("2d", "p3d"):
+        assert small["configurations"][name]["batch_size_method"].startswith("estimated")
+        assert small["configurations"][name]["batch_size"] <= large["configurations"][name]["batch_size"]
+        used = small["configurations"][name]["memory_at_batch_size_gb"]
+        assert used <= 0.25 or small["configurations"][name]["batch_size"] == 1
+    assert large["configurations"]["2d"]["batch_size"] * 1 <= 16
+    assert large["configurations"]["p3d"]["batch_size"] * large["configurations"]["p3d"]["stack_depth"] <= 16
+
+
+def test_plans_are_json(tmp_path):
+    plans = plan_experiment(toy_fingerprint())
+    assert json.loads(json.dumps(plans)) == plans
