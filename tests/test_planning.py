@@ -12,7 +12,10 @@ from ldiff.networks import downsampling_factor
 from ldiff.planning.planner import plan_experiment
 
 
-def toy_fingerprint(extents_mm=((150.0, 180.0, 140.0), (140.0, 170.0, 150.0)), spacings=((1.0, 1.0, 1.0), (1.0, 1.0, 3.0), (1.0, 1.0, 1.0)),
+SMALL_BRAINS = ((50.0, 60.0, 40.0), (40.0, 56.0, 50.0))
+
+
+def toy_fingerprint(extents_mm=SMALL_BRAINS, spacings=((1.0, 1.0, 1.0), (1.0, 1.0, 3.0), (1.0, 1.0, 1.0)),
                     n_lesions=5, boundary_width_mm=1.6):
     cases = [{"spacing": list(spacings[i % len(spacings)]), "brain_bbox_extent_mm": list(extents_mm[i % len(extents_mm)])} for i in range(3)]
     summary = {"p5": 2.0, "p25": 3.0, "p50": 4.0, "p75": 6.0, "p95": 12.0, "min": 1.0, "max": 20.0, "mean": 5.0}
@@ -32,7 +35,7 @@ def toy_fingerprint(extents_mm=((150.0, 180.0, 140.0), (140.0, 170.0, 150.0)), s
 
 
 def test_target_spacing_is_median_and_slice_size_holds_largest_brain():
-    plans = plan_experiment(toy_fingerprint())
+    plans = plan_experiment(toy_fingerprint(extents_mm=((150.0, 180.0, 140.0), (140.0, 170.0, 150.0))))
     assert plans["target_spacing"] == [1.0, 1.0, 1.0]
     for name in ("2d", "p3d"):
         config = plans["configurations"][name]
@@ -46,7 +49,8 @@ def test_target_spacing_is_median_and_slice_size_holds_largest_brain():
 def test_slice_size_follows_target_spacing_override():
     plans = plan_experiment(toy_fingerprint(), {"target_spacing": [2.0, 2.0, 2.0]})
     height, width = plans["configurations"]["2d"]["slice_size"]
-    assert 90 <= height < 90 + 16 and 75 <= width < 75 + 16
+    factor = downsampling_factor(plans["configurations"]["2d"]["network"])
+    assert 30 <= height < 30 + factor and 25 <= width < 25 + factor
     assert plans["overrides"]["target_spacing"] == {"value": [2.0, 2.0, 2.0], "planned": [1.0, 1.0, 1.0]}
     assert plans["data_identifier"] == "ldiffPlans_2x2x2mm"
 
@@ -73,6 +77,7 @@ def test_healthy_dataset_uses_only_synthetic_masks():
     assert plans["training_masks"]["real_shape_fraction"] == 0.0
     with_lesions = plan_experiment(toy_fingerprint())
     assert with_lesions["training_masks"]["real_shape_fraction"] == 0.5
+    # half the 5th..95th percentile of in-plane extents (2 mm .. 12 mm in the toy statistics)
     assert with_lesions["training_masks"]["ellipsoid_radius_mm"] == [1.0, 6.0]
 
 
@@ -91,3 +96,37 @@ def test_cpu_batch_size_is_estimated_within_ram_target():
 def test_plans_are_json(tmp_path):
     plans = plan_experiment(toy_fingerprint())
     assert json.loads(json.dumps(plans)) == plans
+
+
+def test_hand_made_nnunet_dataset_plans_and_preprocesses(data_roots):
+    import subprocess
+    import sys
+
+    import SimpleITK as sitk
+
+    from ldiff.preprocessing import restore_to_original
+    from tests.conftest import make_nnunet_dataset
+
+    raw = make_nnunet_dataset(data_roots["ldiff_raw"], num_cases=3)
+    result = subprocess.run([sys.executable, "-m", "ldiff.cli.plan_and_preprocess", "-d", "042", "-np", "2"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    output = data_roots["ldiff_preprocessed"] / "Dataset042_HandMade"
+    plans = load_json(output / "plans.json")
+    fingerprint = load_json(output / "fingerprint.json")
+    assert set(plans["configurations"]) == {"2d", "p3d"}
+    assert fingerprint["lesions"]["n_lesions"] == 1 + 2 + 1  # cases alternate one and two lesions
+    assert fingerprint["cases"][0]["mask_sources"]["wm_mask_source"] == "kmeans_channel_0"
+    # The phantom's T1 lesion (450) is darker than NAWM (1000) by construction.
+    t1 = fingerprint["intensity_median_of_cases"]["T1w"]
+    assert t1["lesion"]["50"] < t1["nawm"]["50"]
+    data = output / plans["data_identifier"]
+    with np.load(data / "case_001.npz") as arrays:
+        image, lesion = arrays["image"], arrays["lesion"]
+    assert image.shape[0] == 2 and image.dtype == np.float32 and -1.0 <= image.min() and image.max() <= 1.0
+    assert set(np.unique(lesion)) == {0, 1}
+    properties = load_json(data / "case_001.json")
+    restored = restore_to_original(lesion, properties, channel=None, is_mask=True)
+    original = sitk.ReadImage(str(raw / "labelsTr" / "case_001.nii.gz"))
+    assert restored.GetSize() == original.GetSize() and restored.GetSpacing() == original.GetSpacing()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(restored), sitk.GetArrayFromImage(original))

@@ -20,13 +20,13 @@ class PhantomParameters:
     rotation_max_degrees: float = 3.0
     scale_max_fraction: float = 0.03
     translation_max_mm: float = 2.0
-    displacement_rms_mm: float = 2.5
+    displacement_sd_mm: float = 2.5  # per component
     displacement_correlation_mm: float = 12.0
 
     # Contrast. T1w: CSF < GM < WM; FLAIR: CSF < WM < GM. The T1w channel mixes the tissue model with
     # the real template so deep grey matter and fine anatomy keep their true T1 appearance.
-    t1_tissue_means: tuple[float, float, float] = (0.33, 0.72, 1.0)  # CSF, GM, WM
-    flair_tissue_means: tuple[float, float, float] = (0.25, 1.35, 1.0)  # CSF, GM, WM
+    t1_tissue_means: tuple[float, float, float] = (0.25, 0.72, 1.0)  # CSF, GM, WM
+    flair_tissue_means: tuple[float, float, float] = (0.12, 1.35, 1.0)  # CSF, GM, WM
     t1_template_weight: float = 0.5
     contrast_jitter_fraction: float = 0.05  # per tissue, uniform in +-this, kept small so orders hold
     gain_range: tuple[float, float] = (700.0, 1300.0)  # arbitrary scanner units of WM

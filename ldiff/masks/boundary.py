@@ -28,7 +28,9 @@ def signed_border_distance_mm(mask: np.ndarray, spacing: Spacing | None = None) 
     centre u of the other side (Euclidean, in mm) and subtract the part of the segment v-u that lies
     inside u's voxel box: on an isotropic 1 mm grid a face neighbour of the lesion is at +0.5 mm, the
     first layer inside at -0.5 mm, and a neighbour across a thick slice is correctly farther away.
-    On digitised spheres this is within about 0.2 mm of the true distance to the surface.
+    On digitised spheres this is within about 0.2 mm of the true distance to the surface. When two
+    voxels of the other side are equally near, the one taken may not be the one whose box is nearer,
+    which can add up to half a voxel; averaged over a shell this hardly matters.
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.all() or not mask.any():
@@ -68,7 +70,7 @@ def boundary_profile(
     the arrays are sorted from inside to outside (1D, same length).
     """
     lesion = np.asarray(lesion_mask, dtype=bool)
-    image = np.asarray(image_channel, dtype=float)
+    image = np.asarray(image_channel)
     if image.shape != lesion.shape:
         raise ValueError(f"image shape {image.shape} differs from lesion mask shape {lesion.shape}")
     axis_spacing = spacing_for_array(spacing, lesion.ndim)
@@ -82,7 +84,7 @@ def boundary_profile(
     pad = [math.ceil((outer_bins + 1) * bin_mm / s) for s in axis_spacing]
     region = padded_box(box, pad, lesion.shape)
     lesion = lesion[region]
-    image = image[region]
+    image = image[region].astype(float)
     if lesion.all():
         return np.zeros(0), np.zeros(0), np.zeros(0, dtype=int)
     distance = signed_border_distance_mm(lesion, axis_spacing[::-1])
@@ -117,11 +119,16 @@ def boundary_width_from_intensity(
 
     ``image_channel``: (Z, Y, X) intensities, any scale. ``lesion_mask``: same shape, nonzero =
     lesion. The interior level is the innermost shell's mean (about ``inner_mm`` deep, or as deep as
-    the lesions go), the NAWM level the outermost shell's (about ``outer_mm`` out); the width is where the profile, walked from inside out,
-    first gets ``fraction`` of the way from the first to the second, linearly interpolated between
-    shells and clipped at 0. A perfectly sharp edge therefore gives a little under half a voxel.
-    For a step edge blurred by a Gaussian of sigma s the result is about 1.28 s (fraction 0.9);
-    widths beyond about half of ``outer_mm`` are underestimated because the far level is not reached.
+    the lesions go), the NAWM level the outermost shell's (about ``outer_mm`` out). The width is
+    where the profile, walked from inside out, first gets ``fraction`` of the way from the first
+    level to the second, linearly interpolated between shells and clipped at 0.
+
+    A perfectly sharp edge gives a little under half a voxel (the crossing falls between the first
+    shells inside and outside). A planar step edge blurred by a Gaussian of sigma s gives about
+    1.28 s (fraction 0.9). Small convex lesions blurred the same way measure less, because their
+    intensity really does return sooner. Widths beyond about half of ``outer_mm`` are
+    underestimated because the far level is not reached.
+
     None when there are no lesions, no shells outside, or the lesion-to-NAWM contrast is below
     ``min_relative_contrast`` of the image's 1-99 percentile range.
     """

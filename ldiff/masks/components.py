@@ -19,7 +19,7 @@ PERCENTILES = (5, 25, 50, 75, 95)
 AXIS_NAMES_ZYX = ("z", "y", "x")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: comparing the mask arrays with == is ambiguous
 class LesionComponent:
     """One connected lesion. Index-valued fields are in array (z, y, x) order.
 

@@ -90,6 +90,8 @@ def dilate_mask(
     set iff its centre lies within the radius (ball) or the half-widths (cube) of a mask voxel's centre.
     """
     mask = np.asarray(mask, dtype=bool)
+    if shape not in ("ball", "cube"):
+        raise ValueError(f"shape must be 'ball' or 'cube', got {shape!r}")
     if mask.ndim not in (2, 3):
         raise ValueError(f"mask must be 2D or 3D, got shape {mask.shape}")
     radius, axis_spacing, half_width = _reach(mask.ndim, radius_voxels, radius_mm, spacing)
@@ -104,12 +106,10 @@ def dilate_mask(
     if shape == "cube":
         dilated = ndimage.maximum_filter(region.view(np.uint8), size=tuple(2 * half_width + 1), mode="constant")
         result[region_box] = dilated.astype(bool)
-    elif shape == "ball":
+    else:
         # The Euclidean distance transform gives each voxel's exact distance to the nearest mask
         # voxel centre, which is cheaper than a brute-force binary dilation with a large kernel.
         distance = ndimage.distance_transform_edt(~region, sampling=axis_spacing)
         result[region_box] = distance <= radius + _DISTANCE_TOLERANCE
-    else:
-        raise ValueError(f"shape must be 'ball' or 'cube', got {shape!r}")
     return result
 

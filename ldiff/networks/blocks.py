@@ -63,7 +63,10 @@ class TimestepEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(sinusoid_dim, embedding_dim), nn.SiLU(), nn.Linear(embedding_dim, embedding_dim))
 
     def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal_embedding(timesteps, self.sinusoid_dim))
+        first_layer = self.mlp[0]
+        # The code is computed in float32 (timesteps up to 1000 need its precision) and then cast to
+        # the weights' dtype so that a float64 or bfloat16 model gets matching inputs.
+        return self.mlp(sinusoidal_embedding(timesteps, self.sinusoid_dim).to(first_layer.weight.dtype))
 
 
 class ResidualBlock(nn.Module):

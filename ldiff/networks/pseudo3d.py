@@ -89,10 +89,13 @@ def load_2d_weights(pseudo3d_model: nn.Module, state_dict_2d: dict[str, torch.Te
         ValueError: if the state dict holds keys the pseudo-3D model lacks or misses a 2D weight
             (the two networks were built from different configs).
     """
-    missing, unexpected = pseudo3d_model.load_state_dict(state_dict_2d, strict=False)
-    missing_2d = sorted(set(missing) - slice_conv_parameter_names(pseudo3d_model))
-    if unexpected or missing_2d:
+    own = pseudo3d_model.state_dict()
+    unexpected = sorted(set(state_dict_2d) - set(own))
+    missing = sorted(set(own) - set(state_dict_2d) - slice_conv_parameter_names(pseudo3d_model))
+    reshaped = sorted(key for key in set(own) & set(state_dict_2d) if own[key].shape != state_dict_2d[key].shape)
+    if unexpected or missing or reshaped:
         raise ValueError(
-            "the 2D weights do not match the pseudo-3D network "
-            f"(unexpected: {sorted(unexpected)[:5]}, missing: {missing_2d[:5]}); were both built from the same config?"
+            "the 2D weights do not match the pseudo-3D network (unexpected: "
+            f"{unexpected[:3]}, missing: {missing[:3]}, other shape: {reshaped[:3]}); were both built from the same config?"
         )
+    pseudo3d_model.load_state_dict(state_dict_2d, strict=False)

@@ -12,7 +12,8 @@ from typing import Callable
 
 import torch
 
-from ldiff.networks import build_network, estimate_training_memory_bytes
+from ldiff.networks import build_network, count_parameters, estimate_training_memory_bytes
+from ldiff.networks.memory import OPTIMIZER_STATE_COPIES, PARAMETER_BYTES
 
 
 def largest_fitting(fits: Callable[[int], bool], max_batch_size: int) -> int:
@@ -31,12 +32,19 @@ def largest_fitting(fits: Callable[[int], bool], max_batch_size: int) -> int:
 
 def estimate_batch_size(network_config: dict, sample_shape: tuple[int, ...], memory_target_bytes: int,
                         max_batch_size: int) -> tuple[int, int]:
-    """Return (batch size, estimated bytes at that batch size) from the meta-device estimate."""
-    def fits(batch_size: int) -> bool:
-        return estimate_training_memory_bytes(network_config, sample_shape, batch_size) <= memory_target_bytes
+    """Return (batch size, estimated bytes at that batch size) from the meta-device estimate.
 
-    batch_size = max(1, largest_fitting(fits, max_batch_size))
-    return batch_size, int(estimate_training_memory_bytes(network_config, sample_shape, batch_size))
+    The estimate is affine in the batch size (activations per sample + fixed per-parameter state),
+    so one trace at batch size 1 gives it exactly; the result is at least 1 even when one sample
+    exceeds the target.
+    """
+    with torch.device("meta"):
+        parameters = count_parameters(build_network(network_config))
+    fixed = parameters * PARAMETER_BYTES * OPTIMIZER_STATE_COPIES
+    per_sample = estimate_training_memory_bytes(network_config, sample_shape, 1) - fixed
+    fitting = (memory_target_bytes - fixed) // max(per_sample, 1)
+    batch_size = int(min(max(fitting, 1), max_batch_size))
+    return batch_size, int(fixed + per_sample * batch_size)
 
 
 def measure_batch_size_cuda(network_config: dict, sample_shape: tuple[int, ...], memory_target_bytes: int,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ldiff.masks import dilation_radius_voxels
+from ldiff.masks import dilation_radius_voxels, mask_config_from_statistics
 from ldiff.networks import downsampling_factor
 from ldiff.planning.batch_size import estimate_batch_size, measure_batch_size_cuda
 
@@ -124,25 +124,14 @@ def plan_experiment(fingerprint: dict, overrides: dict[str, Any] | None = None, 
         "reason": reason,
     }
 
-    # Synthetic ellipsoids span the dataset's lesion sizes: radii from half the 5th to half the 95th
-    # percentile of the lesion extents (or 1.5-10 mm when there are no lesions to learn from).
-    finest = min(target_spacing)
-    if has_lesions:
-        extent = lesion_stats["extent_mm"]
-        low_radius = min(extent[axis]["p5"] for axis in ("x", "y", "z")) / 2
-        high_radius = max(extent[axis]["p95"] for axis in ("x", "y", "z")) / 2
-    else:
-        low_radius, high_radius = 1.5, 10.0
+    # Synthetic ellipsoids span the dataset's in-plane lesion sizes (see mask_config_from_statistics).
     counts = lesion_stats["lesions_per_case"] or [0]
-    training_masks = {
-        "real_shape_fraction": 0.5 if has_lesions else 0.0,
-        "ellipsoid_radius_mm": [round(max(low_radius, finest), 3), round(max(high_radius, 2 * finest), 3)],
+    planned_masks = mask_config_from_statistics(lesion_stats, target_spacing, {
         "lesions_per_mask": [1, int(max(1, min(8, _percentile_of(counts, 75))))],
-        "min_wm_fraction": 0.9,
-        "dilation_radius_voxels": radius_voxels,
-    }
-    for key in list(training_masks):
-        training_masks[key] = decisions.decide(f"training_masks.{key}", training_masks[key])
+        "dilation_shape": mask_dilation["shape"],
+    })
+    planned_masks["dilation_radius_voxels"] = radius_voxels
+    training_masks = {key: decisions.decide(f"training_masks.{key}", value) for key, value in planned_masks.items()}
 
     diffusion = dict(DEFAULT_DIFFUSION)
     for key in list(diffusion):

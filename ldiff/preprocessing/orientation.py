@@ -77,14 +77,15 @@ class Reorientation:
     def apply_to_array(self, array_zyx: np.ndarray) -> np.ndarray:
         """Reorient a (z, y, x) array of the original grid to the canonical (z, y, x) array.
 
-        Leading non-spatial axes are not supported; call once per channel.
+        Leading non-spatial axes are not supported; call once per channel. Always returns a new
+        writable array, never a view of the input (which may be a read-only SimpleITK buffer).
         """
         xyz = np.transpose(array_zyx, (2, 1, 0))
         xyz = np.transpose(xyz, self.permutation)
         flipped_axes = tuple(axis for axis in range(3) if self.flip[axis])
         if flipped_axes:
             xyz = np.flip(xyz, axis=flipped_axes)
-        return np.ascontiguousarray(np.transpose(xyz, (2, 1, 0)))
+        return np.array(np.transpose(xyz, (2, 1, 0)), order="C", copy=True)
 
     def invert_array(self, canonical_zyx: np.ndarray) -> np.ndarray:
         """Map a canonical (z, y, x) array back to the original grid's (z, y, x) array (exact inverse)."""
@@ -93,7 +94,7 @@ class Reorientation:
         if flipped_axes:
             xyz = np.flip(xyz, axis=flipped_axes)
         xyz = np.transpose(xyz, np.argsort(self.permutation))
-        return np.ascontiguousarray(np.transpose(xyz, (2, 1, 0)))
+        return np.array(np.transpose(xyz, (2, 1, 0)), order="C", copy=True)
 
     # ---- geometry -----------------------------------------------------------------------------
     def apply_to_geometry(self, geometry: Geometry) -> Geometry:

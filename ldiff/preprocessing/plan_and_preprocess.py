@@ -19,7 +19,6 @@ from ldiff.errors import LdiffError
 from ldiff.io import save_json_atomic, save_npz_atomic
 from ldiff.parallel import default_num_workers, map_cases
 from ldiff.planning.fingerprint import case_fingerprint, dataset_fingerprint
-from ldiff.planning.planner import plan_experiment
 
 logger = logging.getLogger("ldiff")
 
@@ -77,7 +76,11 @@ def plan_and_preprocess(dataset_identifier: str | int, num_workers: int | None =
                         overrides: dict[str, Any] | None = None, device: str = "auto",
                         memory_target_gb: float | None = None, preprocess: bool = True) -> Path:
     """Verify, fingerprint, plan and (optionally) preprocess a dataset; returns the preprocessed folder."""
+    # torch is imported here, not at module level, so that worker processes (which import this
+    # module to run the per-case functions) start in a fraction of a second.
     import torch
+
+    from ldiff.planning.planner import plan_experiment
 
     num_workers = num_workers or default_num_workers()
     name = paths.find_dataset_name(dataset_identifier, [paths.raw_root()])
