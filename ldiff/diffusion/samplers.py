@@ -95,8 +95,9 @@ class Sampler:
 
     def set_timesteps(self, num_inference_steps: int, spacing: str | None = None) -> list[int]:
         """Choose the timesteps to visit (descending) and return them; see :func:`spaced_timesteps`."""
-        self.spacing = self.spacing if spacing is None else spacing
-        self.timesteps = spaced_timesteps(self.schedule.num_train_timesteps, num_inference_steps, self.spacing)
+        spacing = self.spacing if spacing is None else spacing
+        self.timesteps = spaced_timesteps(self.schedule.num_train_timesteps, num_inference_steps, spacing)
+        self.spacing = spacing
         return self.timesteps
 
     @property

@@ -14,6 +14,7 @@ import numpy as np
 
 from ldiff.masks import dilation_radius_voxels, mask_config_from_statistics
 from ldiff.networks import downsampling_factor
+from ldiff.tasks import get_task
 from ldiff.planning.batch_size import estimate_batch_size, measure_batch_size_cuda
 
 PLANS_VERSION = 1
@@ -141,9 +142,10 @@ def plan_experiment(fingerprint: dict, overrides: dict[str, Any] | None = None, 
     configurations = {}
     for name in CONFIGURATIONS:
         architecture = "unet2d" if name == "2d" else "unet_p3d"
-        # Channel counts are for the conditional tasks (noisy + voided image + mask per modality); the
-        # trainer adapts in_channels to the task, which changes memory only in the first layer.
-        network = plan_network(in_plane, 3 * num_channels, num_channels, device_type, architecture, decisions, name)
+        # Planned for the conditional tasks (the widest input); the trainer sets in_channels from the
+        # task, which changes memory only in the first layer.
+        in_channels = get_task("cond_fill").in_channels(num_channels)
+        network = plan_network(in_plane, in_channels, num_channels, device_type, architecture, decisions, name)
         factor = downsampling_factor(network)
         slice_size = [_pad_to_multiple(s, factor) for s in in_plane]
         slice_size = [int(s) for s in decisions.decide(f"{name}.slice_size", slice_size)]
