@@ -182,8 +182,11 @@ def fill_job(job: FillJob, dilate: int, seed: int, method_options: dict[str, dic
         for channel, (image, output) in enumerate(zip(images, outputs)):
             array = sitk.GetArrayFromImage(image)
             if lesions.any():
-                filled = classic_fill(array, lesions, method, spacing, case_seed(seed, job.case, channel),
-                                      wm, **method_options.get(method, {}))
+                try:
+                    filled = classic_fill(array, lesions, method, spacing, case_seed(seed, job.case, channel),
+                                          wm, **method_options.get(method, {}))
+                except ValueError as error:  # e.g. a mask covering the whole image leaves nothing to copy
+                    raise LdiffError(f"{job.image_files[channel]}: {method} filling failed: {error}.") from None
                 array = cast_to_dtype(filled, array.dtype)
             write_image_atomic(array_to_image(array, Geometry.of(image)), output)
             written.append(output)
