@@ -23,12 +23,14 @@ setup(
         "nilearn>=0.10",
         "nibabel>=4",
         "matplotlib>=3.6",
+        "threadpoolctl>=3",
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={
         "console_scripts": [
             "ldiff_make_example=ldiff.cli.make_example:main",
             "ldiff_plan_and_preprocess=ldiff.cli.plan_and_preprocess:main",
+            "ldiff_fill_classic=ldiff.cli.fill_classic:main",
         ]
     },
 )

@@ -77,7 +77,9 @@ def plan_folder(folder: Path, output: Path, methods: Sequence[str], mask: Path |
                 masks_dir: Path | None, wm: Path | None) -> list[FillJob]:
     """One job per ``{case}_0000`` image in ``folder``; every channel of the case is filled."""
     if mask is not None:
-        raise LdiffError(f"{folder}: is a folder of cases, so give --masks DIR (or put {{case}}.nii.gz beside the images), not --mask.")
+        raise LdiffError(
+            f"{folder}: is a folder of cases, so give --masks DIR (or put {{case}}.nii.gz beside the images), not --mask."
+        )
     if wm is not None and not wm.is_dir():
         raise LdiffError(f"{wm}: for a folder of cases, --wm must be a folder of {{case}}.nii.gz WM masks.")
     if masks_dir is not None and not masks_dir.is_dir():
@@ -121,8 +123,9 @@ def refuse_overwriting_inputs(input_path: Path, output: Path, jobs: Sequence[Fil
     for job in jobs:
         for paths in job.outputs.values():
             for path in paths:
-                if path.resolve() in inputs:
-                    raise LdiffError(f"{path}: this output would overwrite the input {inputs[path.resolve()]}; choose another -o.")
+                source = inputs.get(path.resolve())
+                if source is not None:
+                    raise LdiffError(f"{path}: this output would overwrite the input {source}; choose another -o.")
 
 
 def read_binary_mask(path: Path, reference: Geometry, reference_file: Path, kind: str) -> np.ndarray:

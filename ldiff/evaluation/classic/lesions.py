@@ -12,6 +12,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ldiff.masks.geometry import spacing_for_array
+
 Spacing = Sequence[float]
 
 # 26-connectivity: lesions that touch only at an edge or a corner are one lesion, as a rater
@@ -75,17 +77,7 @@ def output_like(image: np.ndarray) -> np.ndarray:
 
 def voxel_reach(radius_mm: float, spacing: Spacing | None) -> np.ndarray:
     """Per-array-axis (z, y, x) number of voxels within ``radius_mm`` (at least 1 per axis)."""
-    return np.maximum(1, np.ceil(radius_mm / zyx_spacing(spacing)).astype(int))
-
-
-def zyx_spacing(spacing: Spacing | None) -> np.ndarray:
-    """The (x, y, z) spacing in mm reordered to array axes (z, y, x); None means 1 mm isotropic."""
-    if spacing is None:
-        return np.ones(3)
-    values = np.asarray(spacing, dtype=float).ravel()
-    if values.size != 3 or np.any(~np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(f"spacing must be three positive numbers (x, y, z) in mm, got {spacing}")
-    return values[::-1].copy()
+    return np.maximum(1, np.ceil(radius_mm / spacing_for_array(spacing, 3)).astype(int))
 
 
 def grow_box(box: tuple[slice, ...], pad: Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
@@ -121,5 +113,5 @@ def iterate_lesions(lesion_mask: np.ndarray, pad: Sequence[int]) -> Iterator[Les
 
 def shell_within(inside: np.ndarray, radius_mm: float, spacing: Spacing | None) -> np.ndarray:
     """Voxels outside ``inside`` whose centre lies within ``radius_mm`` of one of its voxel centres."""
-    distance = ndimage.distance_transform_edt(~inside, sampling=zyx_spacing(spacing))
+    distance = ndimage.distance_transform_edt(~inside, sampling=spacing_for_array(spacing, 3))
     return (distance <= radius_mm + 1e-9) & ~inside
