@@ -26,6 +26,7 @@ from ldiff.dataset.phantom_lesions import (
 from ldiff.dataset.phantom_parameters import PhantomParameters
 from ldiff.dataset.phantom_template import WM, build_phantom_template, nibabel_to_sitk
 from ldiff.dataset.raw import RawDataset
+from ldiff.dataset.verify import verify_dataset
 from ldiff.errors import LdiffError
 from ldiff.io import Geometry, geometry_mismatch
 
@@ -76,6 +77,7 @@ def test_layout_follows_the_raw_dataset_contract(dataset_folder):
     assert info["generator"]["periventricular_fraction"] == PhantomParameters().periventricular_fraction
     # Nothing but the finished dataset is left in the raw root (no staging folder).
     assert [path.name for path in dataset_folder.parent.iterdir()] == [NAME]
+    assert verify_dataset(dataset) == []  # the checks that run before planning accept it as it is
 
 
 def test_files_of_a_case_share_one_ras_grid_and_have_the_right_types(dataset_folder):

@@ -22,17 +22,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--num-train", type=int, default=24, help="training cases (default: 24)")
     parser.add_argument("--num-test", type=int, default=6, help="test cases (default: 6)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed; the same seed gives identical files (default: 0)"
+    )
     parser.add_argument(
         "--spacing", type=float, default=1.0,
-        help="isotropic voxel size in mm: 1 for realistic data, 2 for quick CPU runs, 4 for tiny test volumes (default: 1)",
+        help="isotropic voxel size in mm: 1 for realistic data, 2 for quick CPU runs, 4 for tiny test "
+        "volumes (default: 1)",
     )
     parser.add_argument("--dataset-name", default="Dataset001_MSPhantom", help="name of the dataset folder")
     parser.add_argument(
         "-j", "--num-workers", type=int, default=None,
         help="worker processes (default: one per CPU core, at most 8); the output does not depend on it",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder of the same name")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing dataset folder of the same name"
+    )
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     return parser
 

@@ -11,11 +11,12 @@ interrupted run never leaves a half-made dataset under the final name.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import shutil
 import tempfile
 import uuid
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,7 @@ DEFAULT_DATASET_NAME = "Dataset001_MSPhantom"
 FILE_ENDING = ".nii.gz"
 CASE_PREFIX = "MSPhantom"
 SPACING_RANGE_MM = (0.5, 8.0)
-# Each worker holds a few full-size float32 volumes (about 1 GB at 1 mm); more workers than this buy
-# little on typical machines and risk running out of memory.
+# A worker peaks at about 1 GB at 1 mm; more workers than this buy little and risk running out of memory.
 MAX_DEFAULT_WORKERS = 8
 
 # Set in each worker process (by fork inheritance or by the pool initialiser) so the template is not
@@ -71,8 +71,8 @@ def _write_case(job: tuple[int, str]) -> str:
         name = f"{identifier}_{channel:04d}{FILE_ENDING}"
         write_image_atomic(array_to_image(case.images[channel], geometry), folder / f"images{split}" / name)
         write_image_atomic(array_to_image(case.healthy_images[channel], geometry), folder / f"healthy{split}" / name)
-    write_image_atomic(array_to_image(case.lesion_label, geometry), folder / f"labels{split}" / f"{identifier}{FILE_ENDING}")
-    write_image_atomic(array_to_image(case.tissue_labels, geometry), folder / f"tissue{split}" / f"{identifier}{FILE_ENDING}")
+    for kind, array in (("labels", case.lesion_label), ("tissue", case.tissue_labels)):
+        write_image_atomic(array_to_image(array, geometry), folder / f"{kind}{split}" / f"{identifier}{FILE_ENDING}")
     return identifier
 
 
@@ -111,6 +111,12 @@ def _check_arguments(num_train: int, num_test: int, spacing_mm: float, dataset_n
 
 
 def _run_jobs(jobs: list[tuple[int, str]], initargs: tuple, num_workers: int, show_progress: bool) -> None:
+    """Run ``_write_case`` over ``jobs``, in this process or in ``num_workers`` worker processes.
+
+    Not ``ldiff.parallel.map_cases``: that sends each task's arguments to a spawned worker, which here
+    would copy the template (about 150 MB at 1 mm) once per case. With the platform's default start
+    method (fork on Linux) the workers inherit it instead; elsewhere it is sent once per worker.
+    """
     progress = tqdm(total=len(jobs), desc="phantom cases", unit="case", disable=not show_progress)
     with progress:
         if num_workers <= 1:
@@ -124,9 +130,19 @@ def _run_jobs(jobs: list[tuple[int, str]], initargs: tuple, num_workers: int, sh
             finally:
                 _worker_state.clear()
             return
-        with multiprocessing.Pool(num_workers, initializer=_initialise_worker, initargs=initargs) as pool:
-            for _ in pool.imap_unordered(_write_case, jobs):
+        pool = ProcessPoolExecutor(num_workers, initializer=_initialise_worker, initargs=initargs)
+        try:
+            for future in as_completed([pool.submit(_write_case, job) for job in jobs]):
+                future.result()
                 progress.update()
+        except BrokenProcessPool:
+            raise LdiffError(
+                "A worker process died while simulating the example cases (out of memory?): "
+                "rerun with fewer workers, e.g. -j 1."
+            ) from None
+        finally:
+            # On an error or Ctrl-C, do not wait for the remaining cases.
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _move_into_place(staging: Path, target: Path, overwrite: bool) -> None:

@@ -155,12 +155,16 @@ def simulate_case(
     rngs = case_generators(seed, case_index)
     lesions = draw_lesions(rngs["lesions"], template, params)
     grid = sampling_grid(rngs["anatomy"], template.shape, template.spacing_mm, params)
-    channels = np.concatenate(
-        [template.tissue_probabilities, template.t1_template[None], lesions.partial_volume[None], lesions.severity[None]]
-    )
+    # One resampling for everything, so anatomy and lesions move together.
+    channels = np.concatenate([
+        template.tissue_probabilities,
+        template.t1_template[None],
+        lesions.partial_volume[None],
+        lesions.severity[None],
+    ])
     warped = warp(channels, grid)
     probabilities, t1_anatomy, partial_volume, severity = warped[:3], warped[3], warped[4], warped[5]
-    del warped, channels, grid
+    del channels, grid  # the largest temporaries; a worker's peak memory matters at 1 mm
 
     tissue_labels = hard_tissue_labels(probabilities)
     brain = tissue_labels > 0
@@ -182,12 +186,13 @@ def simulate_case(
     ]
 
     acquisition = rngs["acquisition"]
-    log_bias = smooth_random_field(acquisition, template.shape, template.spacing_mm, params.bias_correlation_mm, 2)
+    log_bias = smooth_random_field(
+        acquisition, template.shape, template.spacing_mm, params.bias_correlation_mm, count=2
+    )
     images, healthy_images = [], []
     for channel in range(2):
-        bias = np.exp(float(contrast.bias_amplitudes[channel]) * log_bias[channel].numpy()) * np.float32(
-            contrast.gains[channel]
-        )
+        gain = np.float32(contrast.gains[channel])
+        bias = gain * np.exp(np.float32(contrast.bias_amplitudes[channel]) * log_bias[channel].numpy())
         sigma = float(contrast.noise_fractions[channel] * contrast.gains[channel])
         noise = acquisition.standard_normal((2, int(brain.sum())), dtype=np.float32)
         images.append(_acquire(lesion_signals[channel], bias, sigma, noise, brain))

@@ -275,11 +275,14 @@ class DDPMSampler(Sampler):
         return SamplerStepOutput(prev_sample=prev_sample, pred_x0=pred_x0)
 
 
-SAMPLERS: dict[str, type[Sampler]] = {"ddim": DDIMSampler, "ddpm": DDPMSampler}
+# Imported here, not at the top: dpm_solver.py subclasses Sampler, defined above.
+from ldiff.diffusion.dpm_solver import DPMSolverSampler  # noqa: E402
+
+SAMPLERS: dict[str, type[Sampler]] = {"ddim": DDIMSampler, "ddpm": DDPMSampler, "dpm_solver": DPMSolverSampler}
 
 
 def build_sampler(schedule: NoiseSchedule, config: dict[str, Any]) -> Sampler:
-    """Build a sampler from ``{"name": "ddim" | "ddpm", ...}``; the other keys are its constructor's arguments.
+    """Build a sampler from ``{"name": "ddim" | "ddpm" | "dpm_solver", ...}``; the other keys are its constructor's arguments.
 
     Raises:
         ValueError: for an unknown sampler name or setting.

@@ -18,7 +18,6 @@ type's range (a Gaussian draw can exceed e.g. 255 in a uint8 image).
 from __future__ import annotations
 
 import logging
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +29,9 @@ import SimpleITK as sitk
 from ldiff.errors import LdiffError
 from ldiff.evaluation.classic.dispatch import CLASSIC_METHODS, classic_fill
 from ldiff.io import Geometry, array_to_image, geometry_mismatch, read_image, write_image_atomic
+from ldiff.io.cases import find_case_channels, nifti_ending, read_binary_mask
 
 logger = logging.getLogger("ldiff")
-
-_CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\.nii\.gz|\.nii)$")
-_NIFTI_ENDINGS = (".nii.gz", ".nii")
 
 
 @dataclass(frozen=True)
@@ -46,11 +43,6 @@ class FillJob:
     mask_file: Path
     wm_file: Path | None
     outputs: dict[str, tuple[Path, ...]]
-
-
-def nifti_ending(path: Path) -> str | None:
-    """``.nii.gz`` or ``.nii`` if ``path`` ends with it, else None."""
-    return next((ending for ending in _NIFTI_ENDINGS if path.name.endswith(ending)), None)
 
 
 def plan_single(image: Path, output: Path, methods: Sequence[str], mask: Path | None,
@@ -86,16 +78,9 @@ def plan_folder(folder: Path, output: Path, methods: Sequence[str], mask: Path |
         raise LdiffError(f"{masks_dir}: the --masks folder does not exist.")
     if nifti_ending(output):
         raise LdiffError(f"{output}: for a folder of cases, -o must be a folder, not a file name.")
-    channels: dict[tuple[str, str], list[tuple[str, Path]]] = {}
-    for path in sorted(folder.iterdir()):
-        match = _CHANNEL_FILE.match(path.name)
-        if match and path.is_file():
-            channels.setdefault((match["case"], match["ending"]), []).append((match["channel"], path))
     jobs = []
-    for (case, ending), files in sorted(channels.items()):
-        if not any(channel == "0000" for channel, _ in files):
-            continue  # no first channel: not a case (e.g. a mask whose own name ends in _NNNN)
-        files.sort()
+    for found in find_case_channels(folder):
+        case, ending, files = found.case, found.ending, found.files
         mask_file = (masks_dir or folder) / f"{case}{ending}"
         if not mask_file.is_file():
             raise LdiffError(f"{mask_file}: lesion mask of case {case} not found.")
@@ -126,20 +111,6 @@ def refuse_overwriting_inputs(input_path: Path, output: Path, jobs: Sequence[Fil
                 source = inputs.get(path.resolve())
                 if source is not None:
                     raise LdiffError(f"{path}: this output would overwrite the input {source}; choose another -o.")
-
-
-def read_binary_mask(path: Path, reference: Geometry, reference_file: Path, kind: str) -> np.ndarray:
-    """Read a mask, check its grid against the image's and that it holds only 0 and 1; bool (Z, Y, X)."""
-    image = read_image(path)
-    mismatch = geometry_mismatch(reference, Geometry.of(image))
-    if mismatch is not None:
-        raise LdiffError(f"{path}: {kind} grid differs from the image {reference_file} ({mismatch}).")
-    values = sitk.GetArrayViewFromImage(image)
-    binary = (values == 0) | (values == 1)
-    if not binary.all():
-        example = values[~binary].flat[0]
-        raise LdiffError(f"{path}: {kind} is not binary (found the value {example}); it must hold only 0 and 1.")
-    return values == 1
 
 
 def load_job(job: FillJob) -> tuple[list[sitk.Image], np.ndarray, np.ndarray | None]:

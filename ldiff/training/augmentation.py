@@ -1,0 +1,203 @@
+"""Geometry of one training sample (window, rotation, scaling, mirroring) and intensity augmentation.
+
+Everything here is a pure function of its arguments and a caller's ``numpy.random.Generator``, so a
+sample can be recomputed bit for bit in any process. batchgenerators' transforms draw from numpy's
+global RNG, which would make a sample depend on what ran before it in the same process; the few
+transforms ldiff needs are therefore written here (spatial ones with ``scipy.ndimage``).
+
+Arrays: images are (C, D, Y, X) float32 in [-1, 1] (background -1) and label maps (D, Y, X) uint8.
+Rotation and scaling act in the axial (Y, X) plane only, identically on every slice of a stack, so a
+pseudo-3D stack stays a stack of consecutive axial slices.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+BACKGROUND_VALUE = -1.0
+
+
+@dataclass(frozen=True)
+class AugmentationParameters:
+    """Probabilities and ranges of every augmentation (the defaults are ldiff's training settings).
+
+    Spatial draws are per sample (all channels and slices alike); intensity draws are per channel,
+    since channels are different modalities. Ranges are inclusive and drawn uniformly, except gamma,
+    which is drawn log-uniformly so that brightening and darkening are equally likely.
+    """
+
+    rotation_probability: float = 0.3
+    rotation_degrees: float = 15.0  # +- this angle in the axial plane
+    scaling_probability: float = 0.3
+    scaling_range: tuple[float, float] = (0.85, 1.15)  # > 1 zooms in
+    mirror_probability: float = 0.5  # left-right (X axis)
+    # Where the padded slice sits in the window: random (a translation augmentation) or centred.
+    random_window_offset: bool = True
+    brightness_probability: float = 0.3
+    brightness_range: tuple[float, float] = (0.85, 1.15)  # multiplies (x + 1) / 2
+    contrast_probability: float = 0.3
+    contrast_range: tuple[float, float] = (0.8, 1.2)  # around the channel's brain mean
+    gamma_probability: float = 0.3
+    gamma_range: tuple[float, float] = (0.7, 1.5)  # exponent on (x + 1) / 2
+
+
+DEFAULT_AUGMENTATION = AugmentationParameters()
+
+
+@dataclass(frozen=True)
+class SpatialDraw:
+    """One sample's in-plane geometry: ``rotation`` (radians), ``scale`` (> 1 zooms in), ``mirror``."""
+
+    rotation: float = 0.0
+    scale: float = 1.0
+    mirror: bool = False
+
+    @property
+    def is_shift_only(self) -> bool:
+        """True when no interpolation is needed (the window is an integer shift of the input)."""
+        return self.rotation == 0.0 and self.scale == 1.0
+
+
+NO_SPATIAL_CHANGE = SpatialDraw()
+
+
+def draw_spatial(rng: np.random.Generator, parameters: AugmentationParameters = DEFAULT_AUGMENTATION) -> SpatialDraw:
+    """Draw rotation, scaling and mirroring; the rng is consumed identically whatever is drawn."""
+    # Always draw every number so the stream position (and thus later draws) is independent of
+    # which augmentations happen to be applied.
+    rotate, angle = rng.random(), rng.uniform(-1.0, 1.0)
+    zoom, scale = rng.random(), rng.uniform(*parameters.scaling_range)
+    mirror = rng.random()
+    return SpatialDraw(
+        rotation=math.radians(parameters.rotation_degrees) * angle if rotate < parameters.rotation_probability else 0.0,
+        scale=float(scale) if zoom < parameters.scaling_probability else 1.0,
+        mirror=bool(mirror < parameters.mirror_probability),
+    )
+
+
+def window_start(input_size: int, output_size: int, rng: np.random.Generator | None, focus: int | None = None) -> int:
+    """Input index of the output window's first pixel along one axis (negative = padding before).
+
+    Smaller inputs are padded: centred without ``rng``, at a random offset with it. Larger inputs are
+    cropped: centred (or a random window with ``rng``), always keeping input index ``focus`` (e.g. a
+    lesion voxel) inside the window when one is given.
+    """
+    if input_size <= output_size:
+        spare = output_size - input_size
+        return -(int(rng.integers(spare + 1)) if rng is not None else spare // 2)
+    low, high = 0, input_size - output_size
+    if focus is not None:
+        low, high = max(low, focus - output_size + 1), min(high, focus)
+    if rng is not None:
+        return int(rng.integers(low, high + 1))
+    return int(np.clip((input_size - output_size) // 2, low, high))
+
+
+def _shift(array: np.ndarray, start: tuple[int, int], size: tuple[int, int], fill: float) -> np.ndarray:
+    """``out[..., i, j] = array[..., i + start[0], j + start[1]]``, ``fill`` where that is outside."""
+    out = np.full(array.shape[:-2] + tuple(size), fill, dtype=array.dtype)
+    source, target = [], []
+    for begin, length, limit in zip(start, size, array.shape[-2:]):
+        low, high = max(begin, 0), min(begin + length, limit)
+        if low >= high:
+            return out
+        source.append(slice(low, high))
+        target.append(slice(low - begin, high - begin))
+    out[(..., *target)] = array[(..., *source)]
+    return out
+
+
+def _sampling_coordinates(start: tuple[int, int], size: tuple[int, int], input_shape: tuple[int, int],
+                          draw: SpatialDraw) -> np.ndarray:
+    """Input (y, x) coordinates of every output pixel, shape (2, H, W), float64.
+
+    The rotation/scaling centre is the middle of the input's visible part, so a padded brain turns
+    about its own centre and does not swing out of the window.
+    """
+    centre = np.array([
+        (max(0, -begin) + min(length, limit - begin) - 1) / 2.0
+        for begin, length, limit in zip(start, size, input_shape)
+    ])
+    cos, sin = math.cos(draw.rotation) / draw.scale, math.sin(draw.rotation) / draw.scale
+    matrix = np.array([[cos, -sin], [sin, cos]])  # output offsets -> input offsets
+    grid = np.stack(np.meshgrid(np.arange(size[0], dtype=np.float64), np.arange(size[1], dtype=np.float64), indexing="ij"))
+    offsets = grid - centre[:, None, None]
+    mapped = np.einsum("ij,jhw->ihw", matrix, offsets)
+    return mapped + (centre + np.asarray(start, dtype=np.float64))[:, None, None]
+
+
+def warp_stack(image: np.ndarray, labels: np.ndarray, start: tuple[int, int], size: tuple[int, int],
+               draw: SpatialDraw = NO_SPATIAL_CHANGE) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the (H, W) = ``size`` window at ``start`` out of every slice, rotated/scaled/mirrored by ``draw``.
+
+    Args:
+        image: (C, D, Y, X) float32; interpolated linearly, -1 outside the input.
+        labels: (D, Y, X) uint8 label map (bit flags are fine); nearest neighbour, 0 outside, so
+            every output value is one of the input's values and masks stay binary.
+        start: input (y, x) index of the window's first pixel; may be negative (padding).
+        size: (H, W) of the output.
+
+    Returns:
+        ((C, D, H, W) float32, (D, H, W) uint8), new arrays.
+    """
+    size = (int(size[0]), int(size[1]))
+    if draw.is_shift_only:
+        # The common case is exact and much faster as plain copying.
+        warped_image = _shift(image, start, size, BACKGROUND_VALUE)
+        warped_labels = _shift(labels, start, size, 0)
+    else:
+        coordinates = _sampling_coordinates(start, size, image.shape[-2:], draw)
+        warped_image = np.empty(image.shape[:2] + size, dtype=np.float32)
+        warped_labels = np.empty(labels.shape[:1] + size, dtype=labels.dtype)
+        for channel in range(image.shape[0]):
+            for depth in range(image.shape[1]):
+                ndimage.map_coordinates(image[channel, depth], coordinates, output=warped_image[channel, depth],
+                                        order=1, mode="constant", cval=BACKGROUND_VALUE)
+        for depth in range(labels.shape[0]):
+            ndimage.map_coordinates(labels[depth], coordinates, output=warped_labels[depth], order=0,
+                                    mode="constant", cval=0)
+        # Linear interpolation cannot leave the input's range, but float rounding can by an ulp.
+        np.clip(warped_image, -1.0, 1.0, out=warped_image)
+    if draw.mirror:
+        warped_image = np.ascontiguousarray(warped_image[..., ::-1])
+        warped_labels = np.ascontiguousarray(warped_labels[..., ::-1])
+    return warped_image, warped_labels
+
+
+def augment_intensity(image: np.ndarray, brain: np.ndarray, rng: np.random.Generator,
+                      parameters: AugmentationParameters = DEFAULT_AUGMENTATION) -> np.ndarray:
+    """Brightness, contrast and gamma per channel, inside the brain only; a new array in [-1, 1].
+
+    Args:
+        image: (C, ...) float32 in [-1, 1].
+        brain: (...) bool/0-1, the voxels that may change; everything else is returned unchanged.
+        rng: the sample's generator; consumed identically whatever is applied.
+
+    The operations act on u = (x + 1) / 2 in [0, 1] (so background -1 is u = 0): u * b
+    (brightness), mean + (u - mean) * c (contrast, mean over the channel's brain voxels) and u ** g
+    (gamma), then u is clipped to [0, 1].
+    """
+    inside = np.asarray(brain, dtype=bool)
+    result = np.array(image, dtype=np.float32, copy=True)
+    if not inside.any():
+        # Still consume the same numbers, so later draws do not depend on the brain's presence.
+        rng.random((image.shape[0], 6))
+        return result
+    log_gamma = np.log(parameters.gamma_range)
+    for channel in range(image.shape[0]):
+        apply_brightness, brightness = rng.random(), rng.uniform(*parameters.brightness_range)
+        apply_contrast, contrast = rng.random(), rng.uniform(*parameters.contrast_range)
+        apply_gamma, gamma = rng.random(), math.exp(rng.uniform(*log_gamma))
+        values = (result[channel][inside].astype(np.float64) + 1.0) / 2.0
+        if apply_brightness < parameters.brightness_probability:
+            values *= brightness
+        if apply_contrast < parameters.contrast_probability:
+            mean = values.mean()
+            values = mean + (values - mean) * contrast
+        if apply_gamma < parameters.gamma_probability:
+            values = np.clip(values, 0.0, 1.0) ** gamma
+        result[channel][inside] = (np.clip(values, 0.0, 1.0) * 2.0 - 1.0).astype(np.float32)
+    return result

@@ -1,0 +1,166 @@
+"""Checkpoints: written atomically, loadable with ``torch.load(path, weights_only=True)``.
+
+``checkpoint_latest.pth`` (resuming) holds::
+
+    format_version, kind="latest", dataset_name, task_name, config_name, fold,
+    step           number of completed updates (the next update is made at this step)
+    model          the network's state dict (not the DDP wrapper's)
+    ema            ExponentialMovingAverage.state_dict()
+    optimizer      AdamW state dict
+    lr_schedule    WarmupCosineSchedule.state_dict()
+    rng            torch CPU/CUDA, numpy and Python random states as tensors and lists
+    training_log   TrainingLog.state_dict(): the log up to ``step`` (no duplicates after a resume)
+    settings       TrainingSettings.to_dict()
+
+``checkpoint_final.pth`` (inference) holds ``format_version``, ``kind="final"``, ``step``, the EMA
+weights as ``state_dict`` and ``model``: the content of ``model.json``.
+
+Everything is a tensor, dict, list, tuple, int, float, bool, str or None, so the files load without
+unpickling arbitrary objects: the numpy and Python RNG states are converted to plain values here.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ldiff.errors import LdiffError
+from ldiff.io import atomic_path
+
+CHECKPOINT_FORMAT_VERSION = 1
+LATEST_NAME = "checkpoint_latest.pth"
+FINAL_NAME = "checkpoint_final.pth"
+
+
+# ---------------------------------------------------------------------------------------- RNG states
+def capture_rng_state() -> dict[str, Any]:
+    """Every global random state the process uses, as tensors and plain lists.
+
+    Returns:
+        ``{"torch": ByteTensor, "cuda": [ByteTensor per device], "numpy": {...}, "python": [...]}``.
+    """
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, python_state, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "position": int(position), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "python": [int(version), [int(value) for value in python_state], gauss_next],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Undo :func:`capture_rng_state`; CUDA states are restored only when the device count matches."""
+    torch.set_rng_state(state["torch"].cpu())
+    if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([value.cpu() for value in state["cuda"]])
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    version, python_state, gauss_next = state["python"]
+    random.setstate((version, tuple(python_state), gauss_next))
+
+
+# ---------------------------------------------------------------------------------------- files
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a killed run never leaves half a checkpoint."""
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; a damaged or foreign file is one clear sentence."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # pickle, zip and weights-only errors all mean "not a usable checkpoint"
+        raise LdiffError(f"{path} cannot be read as an ldiff checkpoint ({type(error).__name__}).") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+        raise LdiffError(f"{path} is not an ldiff checkpoint of format version {CHECKPOINT_FORMAT_VERSION}.")
+    return checkpoint
+
+
+def check_checkpoint_matches(checkpoint: dict[str, Any], path: Path, dataset_name: str, task_name: str,
+                             config_name: str) -> None:
+    """Refuse to resume from a checkpoint written for another dataset, task or configuration."""
+    found = (checkpoint.get("dataset_name"), checkpoint.get("task_name"), checkpoint.get("config_name"))
+    wanted = (dataset_name, task_name, config_name)
+    if found != wanted:
+        raise LdiffError(
+            f"{path} belongs to {found[0]} {found[1]} {found[2]}, not {wanted[0]} {wanted[1]} {wanted[2]}: "
+            f"remove --c or train in that checkpoint's own results folder."
+        )
+
+
+def latest_checkpoint_state(*, step: int, model_state: dict, ema_state: dict, optimizer_state: dict,
+                            lr_schedule_state: dict, training_log_state: dict, settings: dict,
+                            identity: dict[str, Any]) -> dict[str, Any]:
+    """Assemble the content of ``checkpoint_latest.pth`` (see the module docstring).
+
+    ``identity`` holds ``dataset_name``, ``task_name``, ``config_name`` and ``fold``.
+    """
+    return {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "kind": "latest",
+        **identity,
+        "step": int(step),
+        "model": model_state,
+        "ema": ema_state,
+        "optimizer": optimizer_state,
+        "lr_schedule": lr_schedule_state,
+        "rng": capture_rng_state(),
+        "training_log": training_log_state,
+        "settings": settings,
+    }
+
+
+def final_checkpoint_state(step: int, ema_weights: dict[str, torch.Tensor], model_description: dict[str, Any]
+                           ) -> dict[str, Any]:
+    """Assemble ``checkpoint_final.pth``: the EMA weights and everything needed to run them again."""
+    return {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "kind": "final",
+        "step": int(step),
+        "state_dict": {name: value.detach().cpu() for name, value in ema_weights.items()},
+        "model": model_description,
+    }
+
+
+def model_description(plans: dict, dataset_json: dict, dataset_name: str, task: Any, config_name: str,
+                      network_config: dict, settings: dict) -> dict[str, Any]:
+    """The content of ``model.json``: everything a trained model needs to be run again.
+
+    Args:
+        plans: the dataset's plans.json.
+        dataset_json: the dataset's dataset.json.
+        task: the :class:`ldiff.tasks.Task` trained.
+        network_config: the plan's network config with the task's in/out channels.
+        settings: TrainingSettings.to_dict().
+    """
+    configuration = plans["configurations"][config_name]
+    return {
+        "ldiff_model_version": 1,
+        "dataset_name": dataset_name,
+        "task": task.name,
+        "conditional": task.conditional,
+        "paints_lesions": task.paints_lesions,
+        "config_name": config_name,
+        "network": network_config,
+        "diffusion": plans["diffusion"],
+        "channel_names": plans.get("channel_names", dataset_json.get("channel_names")),
+        "data_identifier": plans["data_identifier"],
+        "target_spacing": plans.get("target_spacing"),
+        "orientation": plans.get("orientation"),
+        "normalization": plans.get("normalization"),
+        "mask_dilation": plans.get("mask_dilation"),
+        "training_masks": plans.get("training_masks"),
+        "wm_channel": plans.get("wm_channel"),
+        "slice_axis": configuration.get("slice_axis", 0),
+        "slice_size": configuration["slice_size"],
+        "stack_depth": configuration["stack_depth"],
+        "labels": dataset_json.get("labels"),
+        "training": settings,
+    }
