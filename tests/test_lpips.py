@@ -82,3 +82,10 @@ def test_weights_file_is_plain_float32_without_objects() -> None:
                 assert array.dtype == np.float32, name
     with zipfile.ZipFile(DEFAULT_WEIGHTS_PATH) as archive:
         assert all(member.endswith(".npy") for member in archive.namelist())
+
+
+def test_metrics_module_knows_the_lpips_minimum_size():
+    from ldiff.evaluation.lpips import MIN_IMAGE_SIZE
+    from ldiff.evaluation.metrics import LPIPS_MIN_IMAGE_SIZE
+
+    assert LPIPS_MIN_IMAGE_SIZE == MIN_IMAGE_SIZE

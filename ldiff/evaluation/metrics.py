@@ -38,7 +38,9 @@ from typing import Any
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from ldiff.evaluation.lpips import MIN_IMAGE_SIZE, lpips_distance
+# Smallest crop LPIPS-AlexNet accepts (ldiff.evaluation.lpips.MIN_IMAGE_SIZE); the LPIPS module is
+# imported only when a distance is computed, so that metrics without LPIPS do not pay torch's import.
+LPIPS_MIN_IMAGE_SIZE = 31
 
 BRATS_PERCENTILES = (0.5, 99.5)
 _AXIAL_AXIS = 0
@@ -230,8 +232,10 @@ def lpips_around_mask(
     Returns the unweighted mean over slices (a distance >= 0; 0 for identical volumes).
     """
     prediction, reference, mask = _checked_inputs(prediction, reference, mask)
-    if min_size < MIN_IMAGE_SIZE:
-        raise ValueError(f"min_size must be at least {MIN_IMAGE_SIZE} for LPIPS-AlexNet, got {min_size}")
+    if min_size < LPIPS_MIN_IMAGE_SIZE:
+        raise ValueError(f"min_size must be at least {LPIPS_MIN_IMAGE_SIZE} for LPIPS-AlexNet, got {min_size}")
+    from ldiff.evaluation.lpips import lpips_distance
+
     _, height, width = reference.shape
     if min(height, width) < min_size:
         raise ValueError(f"axial slices of {height}x{width} are smaller than min_size {min_size}")
