@@ -26,6 +26,17 @@ FAST = {"num_workers": 0, "validation_sampler": {"name": "ddim", "num_inference_
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """One intra-op thread here and in child processes: on a shared 2-core machine, OpenMP threads
+    spinning against other processes make tiny convolutions 10-20 times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_dataset(data_roots):
     return make_preprocessed_dataset(data_roots["ldiff_preprocessed"])
@@ -140,14 +151,15 @@ def test_two_gloo_processes_equal_one_process_with_twice_the_batch(tiny_dataset,
     assert ddp_losses == pytest.approx(single_losses, abs=1e-6)  # the logged loss is the all-rank mean
 
 
-@pytest.mark.slow
 def test_loss_falls_on_a_tiny_dataset(tiny_dataset):
-    output = train(901, "2d", "uncond_synth", num_training_steps=300, batch_size=8, learning_rate=2e-3, warmup_steps=20,
+    output = train(901, "2d", "cond_fill", num_training_steps=120, batch_size=4, learning_rate=3e-3, warmup_steps=10,
                    checkpoint_every=1000, num_validation_samples=0, log_every=10, num_workers=0, device="cpu")
     losses = [entry["loss"] for entry in training_entries(json.loads((output / "training_log.json").read_text()))]
-    assert len(losses) == 30
-    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3])
-
+    assert len(losses) == 12
+    # An untrained network outputs 0, so the first losses are about E[w(t)] ~ 0.9; the phantom is
+    # simple enough that 120 steps bring the loss to a small fraction of that.
+    assert losses[0] > 0.5
+    assert np.mean(losses[-3:]) < 0.3 * losses[0]
 
 def run_cli(monkeypatch, capsys, *arguments: str) -> tuple[int, str]:
     """Run ``ldiff_train`` in-process; returns (exit status, stderr)."""

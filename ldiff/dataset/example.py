@@ -28,6 +28,7 @@ from ldiff.dataset.phantom_template import PhantomTemplate, build_phantom_templa
 from ldiff.dataset.raw import TISSUE_LABELS
 from ldiff.errors import LdiffError
 from ldiff.io import array_to_image, save_json_atomic, write_image_atomic
+from ldiff.parallel import default_num_workers
 from ldiff.paths import dataset_id_from_name
 
 logger = logging.getLogger("ldiff")
@@ -36,8 +37,6 @@ DEFAULT_DATASET_NAME = "Dataset001_MSPhantom"
 FILE_ENDING = ".nii.gz"
 CASE_PREFIX = "MSPhantom"
 SPACING_RANGE_MM = (0.5, 8.0)
-# A worker peaks at about 1 GB at 1 mm; more workers than this buy little and risk running out of memory.
-MAX_DEFAULT_WORKERS = 8
 
 # Set in each worker process (by fork inheritance or by the pool initialiser) so the template is not
 # sent again with every case.
@@ -141,7 +140,7 @@ def _run_jobs(jobs: list[tuple[int, str]], initargs: tuple, num_workers: int, sh
                 "rerun with fewer workers, e.g. -j 1."
             ) from None
         finally:
-            # On an error or Ctrl-C, do not wait for the remaining cases.
+            # On an error or Ctrl-C, cancel the cases not started yet instead of running them all.
             pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -183,7 +182,7 @@ def make_example_dataset(
     if target.exists() and not overwrite:
         raise LdiffError(f"{target} already exists; pass --overwrite to replace it.")
     if num_workers is None:
-        num_workers = min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS)
+        num_workers = default_num_workers()
     num_workers = max(1, min(num_workers, num_train + num_test))
 
     logger.info("Preparing the MNI152 template at %.3g mm ...", spacing_mm)

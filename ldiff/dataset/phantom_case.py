@@ -136,16 +136,17 @@ def warp(channels: np.ndarray, grid: torch.Tensor) -> np.ndarray:
     return warped[0].numpy()
 
 
-def _acquire(signal: np.ndarray, bias: np.ndarray, sigma: float, noise: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """Magnitude image of ``signal`` x ``bias`` plus complex Gaussian noise (Rician), 0 outside ``brain``.
+def _acquire(
+    signal: np.ndarray, bias: np.ndarray, sigma: float, noise: np.ndarray, brain: np.ndarray, out: np.ndarray
+) -> None:
+    """Write into ``out`` the magnitude image of ``signal`` x ``bias`` plus complex Gaussian noise.
 
-    ``noise``: (2, number of brain voxels) standard normal draws (real, imaginary), shared between the
-    healthy and the lesioned image so that they differ only where the signal differs.
+    ``bias`` and ``noise`` ((2, n) standard normal real/imaginary draws) hold values for the n brain
+    voxels only, and are shared by the healthy and the lesioned image so that the two differ only
+    where the signal differs. ``out`` stays 0 outside ``brain`` (skull stripping).
     """
-    image = np.zeros(signal.shape, dtype=np.float32)
-    clean = signal[brain] * bias[brain]
-    image[brain] = np.sqrt((clean + sigma * noise[0]) ** 2 + (sigma * noise[1]) ** 2)
-    return image
+    clean = signal[brain] * bias
+    out[brain] = np.sqrt((clean + sigma * noise[0]) ** 2 + (sigma * noise[1]) ** 2)
 
 
 def simulate_case(
@@ -189,17 +190,19 @@ def simulate_case(
     log_bias = smooth_random_field(
         acquisition, template.shape, template.spacing_mm, params.bias_correlation_mm, count=2
     )
-    images, healthy_images = [], []
+    images = np.zeros((2, *template.shape), dtype=np.float32)
+    healthy_images = np.zeros_like(images)
     for channel in range(2):
         gain = np.float32(contrast.gains[channel])
-        bias = gain * np.exp(np.float32(contrast.bias_amplitudes[channel]) * log_bias[channel].numpy())
+        log_bias_in_brain = log_bias[channel].numpy()[brain]
+        bias = gain * np.exp(np.float32(contrast.bias_amplitudes[channel]) * log_bias_in_brain)
         sigma = float(contrast.noise_fractions[channel] * contrast.gains[channel])
-        noise = acquisition.standard_normal((2, int(brain.sum())), dtype=np.float32)
-        images.append(_acquire(lesion_signals[channel], bias, sigma, noise, brain))
-        healthy_images.append(_acquire(healthy_signals[channel], bias, sigma, noise, brain))
+        noise = acquisition.standard_normal((2, bias.size), dtype=np.float32)
+        _acquire(lesion_signals[channel], bias, sigma, noise, brain, out=images[channel])
+        _acquire(healthy_signals[channel], bias, sigma, noise, brain, out=healthy_images[channel])
     return PhantomCase(
-        images=np.stack(images),
-        healthy_images=np.stack(healthy_images),
+        images=images,
+        healthy_images=healthy_images,
         lesion_label=lesion_label.astype(np.uint8),
         tissue_labels=tissue_labels,
     )

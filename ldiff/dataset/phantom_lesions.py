@@ -27,7 +27,6 @@ class LesionMaps:
 
     partial_volume: np.ndarray
     severity: np.ndarray
-    volumes_mm3: np.ndarray  # (num_lesions,) the volumes that were drawn
 
 
 def sample_lesion_count(rng: np.random.Generator, params: PhantomParameters) -> int:
@@ -152,4 +151,4 @@ def draw_lesions(rng: np.random.Generator, template: PhantomTemplate, params: Ph
         confined = patch[source] * white_matter[target]
         np.maximum(partial_volume[target], confined, out=partial_volume[target])
         np.maximum(severity[target], confined * np.float32(strength), out=severity[target])
-    return LesionMaps(partial_volume, severity, volumes)
+    return LesionMaps(partial_volume, severity)

@@ -136,7 +136,7 @@ class RePaintSampler:
         steps = len(levels) - 1
         jump = steps if self.jump_length is None else self.jump_length
         # Extra passes left at each jump point; a jump up lands on an exhausted (or no) jump point.
-        remaining = {}
+        remaining: dict[int, int] = {}
         if jump >= 1:
             remaining = {position: self.num_resamplings - 1 for position in range(steps, jump - 1, -jump)}
         moves: list[Move] = []

@@ -70,6 +70,10 @@ def initialise(device_type: str, rank: int | None = None, world_size: int | None
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
+        if world_size > 1 and "OMP_NUM_THREADS" not in os.environ:
+            # W processes with one thread per core each would oversubscribe the cores many times over
+            # (torchrun sets OMP_NUM_THREADS=1 for the same reason).
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size,

@@ -127,7 +127,7 @@ class Trainer:
         self.ema = ExponentialMovingAverage(self.network, settings.ema_decay, settings.ema_warmup)
         self.log = TrainingLog(settings.log_every)
         self.start_step = 0
-        self._last_plot = -float("inf")
+        self._last_plot = time.monotonic()  # the first picture after PLOT_INTERVAL_S (or at the end)
         if resume_from is not None:
             self._restore(resume_from)
         self.source, self.validator = self._data()
