@@ -118,8 +118,9 @@ def test_sigkilled_run_resumes_exactly(tiny_dataset, data_roots, monkeypatch):
     resumed = json.loads((output / "training_log.json").read_text())
 
     monkeypatch.setenv("ldiff_results", str(data_roots["ldiff_results"].parent / "uninterrupted"))
+    # The reference also uses two data workers: the worker count must not change a single number.
     reference_output = train(901, "2d", "cond_fill", num_training_steps=60, checkpoint_every=5, num_validation_samples=0,
-                             log_every=1, num_workers=0, device="cpu")
+                             log_every=1, num_workers=2, device="cpu")
     reference = json.loads((reference_output / "training_log.json").read_text())
 
     assert torch.load(output / "checkpoint_final.pth", weights_only=True)["step"] == 60
@@ -193,10 +194,22 @@ def test_each_bad_argument_is_one_sentence_without_traceback(tiny_dataset, data_
         (("903", "2d", "cond_fill", "--lesion-shapes-from", "903"), "that dataset has no lesions to borrow"),
     ]
     if not torch.cuda.is_available():
-        cases.append((("901", "2d", "cond_fill", "--device", "cuda"),
-                      "--device cuda was asked for, but torch sees no CUDA device."))
+        no_cuda = "CUDA was asked for (--device cuda or --num-gpus), but torch sees no CUDA device."
+        cases.append((("901", "2d", "cond_fill", "--device", "cuda"), no_cuda))
+        cases.append((("901", "2d", "cond_fill", "--num-gpus", "2"), no_cuda))
     for arguments, expected in cases:
         status, error = run_cli(monkeypatch, capsys, *arguments)
         assert status == 1, arguments
         assert expected in error, (arguments, error)
         assert "Traceback" not in error and error.startswith("ldiff: error: ") and error.count("\n") == 1, error
+
+
+def test_healthy_dataset_fills_with_borrowed_lesion_shapes_on_fold_all(tiny_dataset, data_roots):
+    make_preprocessed_dataset(data_roots["ldiff_preprocessed"], "Dataset903_Healthy", with_lesions=False)
+    output = train(903, "2d", "cond_fill", fold="all", lesion_shapes_from="901", num_training_steps=2, log_every=1, **FAST)
+    assert output.name == "fold_all"
+    assert json.loads((output / "model.json").read_text())["training"]["lesion_shapes_from"] == "901"
+    # The shapes came from every case of the other dataset, cached beside its data.
+    libraries = list((tiny_dataset / "ldiffPlans_1x1x1mm").glob("lesion_library_*.json"))
+    assert [json.loads(path.read_text())["case_ids"] for path in libraries] == [[f"case_{i:03d}" for i in range(4)]]
+    assert torch.load(output / "checkpoint_final.pth", weights_only=True)["step"] == 2

@@ -237,3 +237,42 @@ def test_replacement_inpainting_keeps_the_known_region_and_changes_the_mask():
         signal = schedule.alpha_cumprod_at(t) ** 0.5
         residual = (x[:, :, known] - signal * image[:, :, known]) / (1 - signal**2) ** 0.5
         assert abs(float(residual.mean())) < 0.1 and abs(float(residual.std()) - 1) < 0.1, t
+
+
+class Oracle(nn.Module):
+    """Predicts the exact noise of ``x_t`` from the true clean images (one batch holding all of them)."""
+
+    def __init__(self, truth: torch.Tensor, schedule: NoiseSchedule):
+        super().__init__()
+        self.truth, self.schedule = truth, schedule
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        noisy = x[:, : self.truth.shape[1]]
+        return self.schedule.epsilon_from_x0(self.truth.to(noisy.dtype), noisy, timesteps)
+
+
+@pytest.mark.parametrize("task_name", ["cond_fill", "uncond_fill", "cond_synth", "uncond_synth"])
+def test_validator_scores_a_perfect_model_perfectly_and_a_blind_one_poorly(task_name):
+    from ldiff.training.validation import Validator
+
+    schedule = NoiseSchedule()
+    generator = torch.Generator().manual_seed(2)
+    truth = torch.rand((3, 2, 4, 16, 16), generator=generator) * 2 - 1  # p3d-shaped stacks
+    paint = torch.zeros((3, 1, 4, 16, 16))
+    paint[:, :, 1:3, 4:11, 5:12] = 1
+    loss = torch.ones_like(paint)
+    loss[:, :, 1, 4:6, 5:7] = 0  # e.g. a real lesion inside a fill mask: painted but not scored
+    samples = {"image": truth.numpy(), "paint_mask": paint.numpy(), "loss_mask": loss.numpy()}
+    validator = Validator(samples, get_task(task_name), schedule, {"name": "ddim", "num_inference_steps": 4},
+                          batch_size=3)
+
+    perfect = validator.evaluate(Oracle(truth, schedule))
+    assert perfect["num_samples"] == 3
+    assert perfect["ssim"] > 0.999 and perfect["psnr"] > 50
+
+    class Blind(nn.Module):
+        def forward(self, x, timesteps):
+            return torch.zeros_like(x[:, :2])
+
+    blind = validator.evaluate(Blind())
+    assert blind["ssim"] < 0.5 and blind["psnr"] < perfect["psnr"] - 20

@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lesion-shapes-from", metavar="DATASET",
                         help="filling tasks: borrow real lesion shapes from another preprocessed dataset")
     launch = parser.add_mutually_exclusive_group()
-    launch.add_argument("--num-gpus", type=int, default=1, help="data-parallel training on N local GPUs")
-    launch.add_argument("--num-processes", type=int, default=1,
+    launch.add_argument("--num-gpus", type=int, help="data-parallel training on N local GPUs (implies --device cuda)")
+    launch.add_argument("--num-processes", type=int,
                         help="data-parallel training in N local processes on --device (e.g. gloo on the CPU)")
     return parser
 
@@ -69,8 +69,8 @@ def main() -> None:
 
         overrides = {field: getattr(arguments, option) for option, field in SETTING_OPTIONS.items()
                      if getattr(arguments, option) is not None}
-        num_processes = arguments.num_processes
-        if arguments.num_gpus > 1:
+        num_processes = arguments.num_processes or 1
+        if arguments.num_gpus is not None:
             num_processes = arguments.num_gpus
             overrides["device"] = "cuda"
         output = train(arguments.dataset, arguments.configuration, arguments.task, arguments.fold,

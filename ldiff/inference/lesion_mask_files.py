@@ -3,7 +3,8 @@
 Layouts (``ending`` is ``.nii.gz`` or ``.nii``):
 
 * Single file: ``-i t1.nii.gz -o mask.nii.gz`` (``-o`` may also be an existing folder, which then
-  receives ``t1.nii.gz``); ``--tissue`` is then one tissue-map file. The run's record is written
+  receives ``{case}.nii.gz``); ``--tissue`` is then one tissue-map file. The case id is the file
+  name without ending and without a channel suffix ``_0000``. The run's record is written
   beside the mask as ``mask.json``, so that several single-file runs into one folder keep theirs.
 * Folder: ``-i DIR`` holds ``{case}_0000{ending}`` (``--channel K``: ``{case}_{K:04d}``, the
   T1-weighted channel) and ``-o OUT`` receives ``{case}{ending}`` plus ``OUT/masks.json``;
@@ -118,7 +119,8 @@ def plan_jobs(input_path: Path, output: Path, channel: int, tissue: Path | None)
             raise LdiffError(f"{input_path}: is not a .nii or .nii.gz file.")
         if tissue is not None and not tissue.is_file():
             raise LdiffError(f"{tissue}: tissue map not found (for a single image --tissue is a file).")
-        case = input_path.name[: -len(ending)]
+        # "sub1_0000.nii.gz" is case "sub1", as in a folder, so both modes draw the same mask.
+        case = re.sub(r"_\d{4}$", "", input_path.name[: -len(ending)])
         if output.is_dir():
             output = output / f"{case}{ending}"
         output_ending = nifti_ending(output)
@@ -225,8 +227,19 @@ def _write_mask(mask_canonical: np.ndarray, image: sitk.Image, reorientation: Re
     write_image_atomic(restored, path)
 
 
-def _propose(job: MaskJob, request: MaskRequest, library: LesionLibrary | None, seed: int) -> dict:
+def _library_at(library: LesionLibrary | None, spacing: tuple[float, ...], cache: dict) -> LesionLibrary | None:
+    """``library`` resampled to ``spacing``, once per distinct spacing of a run (a large library takes seconds)."""
+    if library is None or np.allclose(library.spacing, spacing):
+        return library
+    key = tuple(round(v, 6) for v in spacing)
+    if key not in cache:
+        cache[key] = library.resampled(spacing)
+    return cache[key]
+
+
+def _propose(job: MaskJob, request: MaskRequest, library: LesionLibrary | None, seed: int, cache: dict) -> dict:
     image, reorientation, anatomy = load_target(job)
+    library = _library_at(library, anatomy.spacing, cache)
     scale = request.periventricular_mm or None  # 0 means uniform
     proposed = propose_lesion_mask(anatomy, np.random.default_rng(seed), count=request.count,
                                    load_ml=request.load_ml, library=library, radius_mm=request.radius_mm,
@@ -279,12 +292,13 @@ def make_lesion_masks(input_path: Path, output: Path, request: MaskRequest) -> d
     if request.method != "transfer" and request.count is None and request.load_ml is None:
         settings["count"] = DEFAULT_COUNT
     record: dict = {"method": request.method, "seed": request.seed, "settings": settings, "cases": {}}
+    resampled_libraries: dict = {}
     for job in jobs:
         seed = case_seed(request.seed, job.case)
         if patient is not None:
             entry = _transfer(job, patient[0], patient[1], seed)
         else:
-            entry = _propose(job, request, library, seed)
+            entry = _propose(job, request, library, seed, resampled_libraries)
         record["cases"][job.case] = {"file": job.output_file.name, "method": request.method, "seed": seed, **entry}
         save_json_atomic(record, record_path)
     return record

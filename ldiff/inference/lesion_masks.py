@@ -16,10 +16,13 @@ Two ways to say how much lesion to place:
 * ``count``: exactly that many lesions (fewer only if the WM is too full; then ``lesion_count`` says
   how many were placed).
 * ``load_ml``: shapes are drawn and placed until the total volume reaches the target. A shape that
-  would overshoot the target by more than the shortfall without it is set aside and another drawn,
-  which lets smaller shapes top the load up; after :data:`LOAD_PATIENCE` such misses in a row the mask
-  is as close as the shapes allow. The final load is then within about half the smallest drawable
-  shape of the target (for the default ellipsoids, ~0.01 mL). Arrays are (z, y, x); spacings (x, y, z) mm.
+  would end more than :data:`LOAD_TOLERANCE` (2 %) above the target is set aside and another drawn,
+  so smaller shapes top the load up (the last lesions of a load are therefore smaller on average).
+  After :data:`LOAD_PATIENCE` such misses in a row the mask is as close as the shapes allow: the
+  load ends within 2 % above the target, or below it by less than the smallest shape drawn (for
+  the default ellipsoids ~0.015 mL), or short when the white matter has no room left (logged).
+
+Arrays are (z, y, x); spacings (x, y, z) mm.
 """
 from __future__ import annotations
 
@@ -48,6 +51,10 @@ TOUCH_RETRIES = 5
 DRAWS_PER_LESION = 20
 # Consecutive shapes that do not fit (or would overshoot) before a load is declared reached.
 LOAD_PATIENCE = 50
+# A load may end this far (relative) above its target.
+LOAD_TOLERANCE = 0.02
+# A load this far (relative) below the target is reported: the WM had no room for more lesions.
+LOAD_SHORTFALL_WARNING = 0.1
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
 
@@ -157,18 +164,18 @@ class LesionPainter:
                 self.paint(placement)
 
     def place_load(self, load_ml: float) -> None:
-        """Place lesions until their total volume is as close to ``load_ml`` as the shapes allow."""
+        """Place lesions until their total volume reaches ``load_ml`` (see the module notes)."""
         target = load_ml * 1000.0 / self.anatomy.voxel_volume_mm3  # in voxels
+        ceiling = target * (1.0 + LOAD_TOLERANCE)
         misses = 0
         while self.voxel_count < target and misses < LOAD_PATIENCE:
-            shortfall = target - self.voxel_count
             shape = self.draw_shape()
             # Checked before placing (cheap) and after (clipping can only shrink a shape).
-            if np.count_nonzero(shape) - shortfall > shortfall:
+            if self.voxel_count + np.count_nonzero(shape) > ceiling:
                 misses += 1
                 continue
             placement = self.fit(shape)
-            if placement is None or np.count_nonzero(placement.mask) - shortfall > shortfall:
+            if placement is None:
                 misses += 1
                 continue
             self.paint(placement)
@@ -198,12 +205,14 @@ def propose_lesion_mask(anatomy: TargetAnatomy, rng: np.random.Generator, *, cou
     painter = LesionPainter(anatomy, rng, library, radius_mm, periventricular_mm)
     if load_ml is not None:
         painter.place_load(load_ml)
+        short = painter.voxel_count * anatomy.voxel_volume_mm3 / 1000.0 < (1.0 - LOAD_SHORTFALL_WARNING) * load_ml
+        wanted = f"{load_ml:g} mL"
     else:
-        painter.place_count(DEFAULT_COUNT if count is None else count)
+        count = DEFAULT_COUNT if count is None else count
+        painter.place_count(count)
+        short, wanted = painter.lesion_count < count, f"{count} lesions"
     result = painter.result()
-    wanted = f"{load_ml:g} mL" if load_ml is not None else f"{DEFAULT_COUNT if count is None else count} lesions"
-    if (load_ml is None and result.lesion_count < (DEFAULT_COUNT if count is None else count)) or (
-            load_ml is not None and result.load_ml < 0.5 * load_ml):
+    if short:
         logger.warning("only %d lesions (%.3f mL) fitted in the white matter; %s were asked for",
                        result.lesion_count, result.load_ml, wanted)
     return result

@@ -23,17 +23,22 @@ import SimpleITK as sitk
 # A level of the image pyramid is used only while its smallest side keeps this many voxels:
 # Mattes MI and a B-spline grid need some voxels per bin and per control point.
 _MIN_LEVEL_VOXELS = 16
+# Fewest metric samples per level: a percentage tuned for 256^3 would leave a small image with a
+# few hundred samples, too few to fill a joint histogram of 32 x 32 bins.
+_MIN_SAMPLES = 5000
 
 
 @dataclass(frozen=True)
 class RegistrationSettings:
-    """Knobs of :func:`register_patient_to_target` (defaults: ~1 min for two 1 mm brains on 2 cores)."""
+    """Knobs of :func:`register_patient_to_target` (defaults: ~25 s for two 1 mm brains on 2 CPU cores)."""
 
     histogram_bins: int = 32
-    affine_sampling: float = 0.05  # fraction of voxels the metric samples per iteration
+    # Fraction of a level's voxels the metric samples per iteration (at least _MIN_SAMPLES).
+    affine_sampling: float = 0.05
     affine_iterations: int = 100
-    affine_shrink_factors: tuple[int, ...] = (4, 2, 1)
-    bspline_sampling: float = 0.05
+    # No full-resolution level: at 1 mm it tripled the time without a better mask overlap.
+    affine_shrink_factors: tuple[int, ...] = (4, 2)
+    bspline_sampling: float = 0.01
     bspline_iterations: int = 20
     bspline_shrink_factors: tuple[int, ...] = (4, 2)
     bspline_grid_mm: float = 50.0  # control-point spacing: coarse, smooth deformations only
@@ -58,12 +63,16 @@ class TransferResult:
     seconds: float
 
 
-def _pyramid(image: sitk.Image, shrink_factors: tuple[int, ...]) -> tuple[list[int], list[float]]:
-    """The usable shrink factors for ``image`` and their smoothing sigmas (voxels at that level)."""
+def _pyramid(image: sitk.Image, shrink_factors: tuple[int, ...], sampling: float
+             ) -> tuple[list[int], list[float], list[float]]:
+    """The usable shrink factors for ``image``, their smoothing sigmas and sampling fractions."""
     smallest = min(image.GetSize())
     factors = [f for f in shrink_factors if smallest // f >= _MIN_LEVEL_VOXELS] or [1]
-    # Halving sigma with the factor follows the usual 2, 1, 0 schedule for factors 4, 2, 1.
-    return factors, [max(f / 2.0, 0.0) if f > 1 else 0.0 for f in factors]
+    # Sigma = factor / 2 follows the usual 2, 1, 0 schedule for factors 4, 2, 1.
+    sigmas = [f / 2.0 if f > 1 else 0.0 for f in factors]
+    voxels = float(np.prod(image.GetSize()))
+    fractions = [min(1.0, max(sampling, _MIN_SAMPLES * f**3 / voxels)) for f in factors]
+    return factors, sigmas, fractions
 
 
 def _method(settings: RegistrationSettings, fixed: sitk.Image, sampling: float, shrink: tuple[int, ...],
@@ -71,12 +80,12 @@ def _method(settings: RegistrationSettings, fixed: sitk.Image, sampling: float, 
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
+    factors, sigmas, fractions = _pyramid(fixed, shrink, sampling)
     # ITK reads seed 0 as "seed from the wall clock", so seeds are shifted to 1..2^31-1.
-    method.SetMetricSamplingPercentage(sampling, seed % (2**31 - 1) + 1)
+    method.SetMetricSamplingPercentagePerLevel(fractions, seed % (2**31 - 1) + 1)
     method.SetInterpolator(sitk.sitkLinear)
     if moving_mask is not None:
         method.SetMetricMovingMask(moving_mask)
-    factors, sigmas = _pyramid(fixed, shrink)
     method.SetShrinkFactorsPerLevel(factors)
     method.SetSmoothingSigmasPerLevel(sigmas)
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()

@@ -59,7 +59,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([value.cpu() for value in state["cuda"]])
     numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].cpu().numpy().astype(np.uint32), numpy_state["position"],
                          numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     version, python_state, gauss_next = state["python"]
     random.setstate((version, tuple(python_state), gauss_next))

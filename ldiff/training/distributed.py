@@ -14,6 +14,7 @@ batch W*b (see ``trainer.py`` for why the loss and the noise keep that exact).
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -105,6 +106,8 @@ def _spawned_entry(local_rank: int, world_size: int, port: int, function: Callab
                    arguments: tuple) -> None:
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(local_rank),
                        "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(local_rank)})
+    # A spawned process starts with unconfigured logging: rank 0 reports like the parent would.
+    logging.basicConfig(level=logging.INFO if local_rank == 0 else logging.WARNING, format="%(message)s")
     function(*arguments)
 
 

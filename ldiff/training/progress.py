@@ -134,6 +134,8 @@ def plot_progress(log: TrainingLog, path: Path, title: str = "") -> None:
         psnr_axis = metric_axis.twinx()
         psnr_axis.plot(validation_steps, [entry["psnr"] for entry in validation], "s--", color="tab:gray", label="PSNR")
         psnr_axis.set_ylabel("PSNR in mask (dB)")
+        handles = metric_axis.get_legend_handles_labels()[0] + psnr_axis.get_legend_handles_labels()[0]
+        metric_axis.legend(handles=handles, loc="lower right")
     metric_axis.set_ylabel("SSIM in mask (EMA)")
     lr_axis.set_ylabel("learning rate")
     time_axis.set_ylabel("seconds per step")

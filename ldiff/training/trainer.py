@@ -41,11 +41,22 @@ from ldiff.io import save_json_atomic
 from ldiff.networks import build_network
 from ldiff.tasks import Task
 from ldiff.training import checkpoints
-from ldiff.training.distributed import DistributedContext, all_reduce_mean, barrier
+from ldiff.training.data import SAMPLE_KEYS, SampleSource, training_batches, validation_samples
+from ldiff.training.distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    barrier,
+    initialise,
+    launched_by_torchrun,
+    shutdown,
+    spawn,
+)
 from ldiff.training.ema import ExponentialMovingAverage
+from ldiff.training.lesion_library import load_or_build_lesion_library
 from ldiff.training.lr_schedule import WarmupCosineSchedule
 from ldiff.training.progress import TrainingLog, plot_progress
-from ldiff.training.settings import TrainingRun, TrainingSettings, borrowed_lesion_library
+from ldiff.training.settings import TrainingRun, TrainingSettings, borrowed_lesion_library, resolve_run
+from ldiff.training.splits import get_split
 from ldiff.training.validation import Validator
 
 logger = logging.getLogger("ldiff")
@@ -146,10 +157,6 @@ class Trainer:
 
     def _data(self) -> tuple[Any, Validator | None]:
         """The training SampleSource and (rank 0) the Validator; cached files are made by rank 0 first."""
-        from ldiff.training.data import SampleSource, validation_samples
-        from ldiff.training.lesion_library import load_or_build_lesion_library
-        from ldiff.training.splits import get_split
-
         run, settings = self.run_info, self.settings
 
         def split_and_library() -> tuple[list[str], list[str], Any]:
@@ -168,9 +175,9 @@ class Trainer:
         else:
             barrier(self.context)
             train_ids, validation_ids, library = split_and_library()
-        validation = None
         source = SampleSource(run.data_folder, train_ids, run.plans, run.config_name, self.task, settings.seed,
                               augment=True, lesion_library=library)
+        validation = None
         if self.context.is_main and settings.num_validation_samples > 0:
             samples = validation_samples(run.data_folder, validation_ids, run.plans, run.config_name, self.task,
                                          settings.num_validation_samples, seed=settings.seed, lesion_library=library)
@@ -194,8 +201,6 @@ class Trainer:
     # ---- the loop --------------------------------------------------------------------------------
     def train_step(self, step: int, batch: dict[str, torch.Tensor]) -> float:
         """One update at ``step``; returns the loss averaged over all ranks."""
-        from ldiff.training.data import SAMPLE_KEYS
-
         settings = self.settings
         torch.manual_seed(keyed_seed(settings.seed, step, self.context.rank, GLOBAL_RNG_STREAM))
         batch = {key: batch[key].to(self.device, non_blocking=True) for key in SAMPLE_KEYS}
@@ -242,8 +247,6 @@ class Trainer:
 
     def run(self) -> Path:
         """Train from ``start_step`` to ``num_training_steps``; returns the results folder."""
-        from ldiff.training.data import training_batches
-
         settings, main, total = self.settings, self.context.is_main, self.settings.num_training_steps
         if main:
             self._write_run_files()
@@ -264,10 +267,10 @@ class Trainer:
                 bar.update(1)
                 if entry is not None:
                     bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}")
-                if main and settings.validate_every and self.validator is not None and (step + 1) % settings.validate_every == 0:
+                if main and self.validator is not None and _due(step, settings.validate_every):
                     self.validate(step)
                     self.write_progress()
-                if main and (step + 1) % settings.checkpoint_every == 0:
+                if main and _due(step, settings.checkpoint_every):
                     self.save_latest(step + 1)
         finally:
             batches.close()
@@ -289,6 +292,11 @@ class Trainer:
                     100 * wait if np.isfinite(wait) else float("nan"))
 
 
+def _due(step: int, every: int) -> bool:
+    """Whether something done every ``every`` steps (0 = never) is due after update ``step``."""
+    return every > 0 and (step + 1) % every == 0
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -300,16 +308,15 @@ def resolve_device(requested: str, num_processes: int = 1) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda":
         if not torch.cuda.is_available():
-            raise LdiffError("--device cuda was asked for, but torch sees no CUDA device.")
+            raise LdiffError("CUDA was asked for (--device cuda or --num-gpus), but torch sees no CUDA device.")
         if num_processes > torch.cuda.device_count():
-            raise LdiffError(f"{num_processes} GPU processes were asked for, but torch sees {torch.cuda.device_count()} GPU(s).")
+            raise LdiffError(f"{num_processes} GPU processes were asked for, but torch sees "
+                             f"{torch.cuda.device_count()} GPU(s).")
     return requested
 
 
 def _train_process(run: TrainingRun, settings: TrainingSettings, device_type: str, resume: bool) -> None:
     """Body of every training process (the only one, one of torchrun's, or one spawned by ldiff)."""
-    from ldiff.training.distributed import initialise, shutdown
-
     context = initialise(device_type)
     try:
         checkpoint = None
@@ -338,9 +345,6 @@ def train(dataset: str | int, config_name: str, task_name: str, fold: int | str 
     Raises:
         LdiffError: one sentence for every user error (see ``settings.resolve_run``).
     """
-    from ldiff.training.distributed import launched_by_torchrun, spawn
-    from ldiff.training.settings import resolve_run
-
     run = resolve_run(dataset, config_name, task_name, fold)
     latest = run.output_folder / checkpoints.LATEST_NAME
     saved_settings, resume = None, False
@@ -354,23 +358,24 @@ def train(dataset: str | int, config_name: str, task_name: str, fold: int | str 
     elif latest.is_file():
         logger.warning("%s exists and will be overwritten (use --c to continue it)", latest)
     settings = TrainingSettings.from_plan(run.configuration, saved_settings, overrides)
+    device_type = resolve_device(settings.device, max(num_processes, 1))
     world_size = num_processes if num_processes > 1 else int(os.environ.get("WORLD_SIZE", "1"))
     if settings.batch_size % world_size:
+        # The batch is global: W processes of batch b equal one of batch W*b (see the module docstring).
         raise LdiffError(f"The batch size {settings.batch_size} cannot be split evenly over {world_size} processes; "
                          f"choose --batch-size as a multiple of {world_size}.")
-    device_type = resolve_device(settings.device, max(num_processes, 1))
     if settings.lesion_shapes_from is not None:
         borrowed_lesion_library(settings.lesion_shapes_from, run.task)  # fails here, not in a spawned process
     if num_processes > 1:
         if launched_by_torchrun():
             raise LdiffError("Under torchrun, leave --num-gpus/--num-processes out: torchrun starts the processes.")
-        _spawn_checked(spawn, num_processes, (run, settings, device_type, resume))
+        _spawn_checked(num_processes, (run, settings, device_type, resume))
     else:
         _train_process(run, settings, device_type, resume)
     return run.output_folder
 
 
-def _spawn_checked(spawn: Any, num_processes: int, arguments: tuple) -> None:
+def _spawn_checked(num_processes: int, arguments: tuple) -> None:
     """Spawn the processes; a user error raised in one of them stays one sentence."""
     from torch.multiprocessing import ProcessRaisedException
 

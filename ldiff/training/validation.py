@@ -13,9 +13,11 @@ are comparable from one validation to the next:
   so these numbers are a lower bound of what RePaint will reach.
 
 Metrics, on images in [-1, 1] (as the thesis): SSIM from skimage on every 2D slice of every channel
-(7x7 window, ``data_range = 2``, full map), averaged over the pixels of the paint mask; PSNR
-``10 log10(4 / MSE)`` with the MSE over the paint-mask voxels of all channels. Both are computed per
-sample and averaged over the samples whose mask is not empty. The initial noise is the same at each
+(7x7 window, ``data_range = 2``, full map), averaged over the scored pixels; PSNR ``10 log10(4 / MSE)``
+with the MSE over the scored voxels of all channels. The scored region is ``paint_mask * loss_mask``:
+the whole paint mask for synthesis, the paint mask minus the real lesions for filling (a lesion has
+no healthy ground truth). Both are computed per sample and averaged over the samples whose scored
+region is not empty. The initial noise is the same at each
 validation (a fixed seed), so changes between validations come from the weights alone.
 """
 from __future__ import annotations
