@@ -180,8 +180,12 @@ def test_library_from_a_preprocessed_dataset_id(data_roots):
 
 def test_transfer_lands_back_on_the_patient_lesion_inside_white_matter(tmp_path):
     t1, tissue = healthy(seed=0)
-    patient_t1, _, lesion, _ = phantom_case(seed=1, lesion_centres=((18, 22, 14),))
-    patient, patient_mask = sitk.GetImageFromArray(patient_t1), sitk.GetImageFromArray(lesion)
+    patient_t1, _, lesion, patient_tissue = phantom_case(seed=1, lesion_centres=((18, 22, 14),))
+    # Plus a patch of mask in cortex (no WM there in the target either), which must be dropped.
+    cortical = np.zeros_like(lesion)
+    cortical[17:20, 36:39, 19:22] = 1
+    assert np.all(patient_tissue[cortical == 1] == 2)
+    patient, patient_mask = sitk.GetImageFromArray(patient_t1), sitk.GetImageFromArray(lesion | cortical)
     # The patient is a shifted, rotated, slightly scaled copy of the same head.
     deformation = sitk.AffineTransform(3)
     deformation.SetCenter((19.5, 21.5, 17.5))
@@ -205,7 +209,8 @@ def test_transfer_lands_back_on_the_patient_lesion_inside_white_matter(tmp_path)
     entry = record["cases"]["healthy"]
     assert entry["method"] == "transfer" and entry["lesions"] == 1
     assert entry["registered_load_ml"] >= entry["load_ml"] == pytest.approx(np.count_nonzero(mask) / 1000, abs=1e-4)
-    assert 0.0 <= entry["lost_fraction"] < 0.5
+    assert entry["lost_outside_wm_ml"] == pytest.approx(entry["registered_load_ml"] - entry["load_ml"], abs=1e-3)
+    assert 0.1 < entry["lost_fraction"] < 0.5  # the cortical patch (27 of ~150 voxels) and little else
 
 
 # ---------------------------------------------------------------- command line
@@ -222,6 +227,16 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def test_cli_defaults_are_the_library_defaults():
+    from ldiff.cli.make_lesion_masks import build_parser
+    from ldiff.inference import lesion_masks
+
+    arguments = build_parser().parse_args(["-i", "in.nii.gz", "-o", "out.nii.gz"])
+    assert tuple(arguments.radius_mm) == lesion_masks.DEFAULT_RADIUS_MM
+    assert arguments.periventricular_mm == lesion_masks.DEFAULT_PERIVENTRICULAR_MM
+    assert f"default {lesion_masks.DEFAULT_COUNT} " in build_parser().format_help()
 
 
 def test_cli_writes_a_mask_on_the_input_grid_and_a_record(tmp_path):

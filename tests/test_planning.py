@@ -44,6 +44,8 @@ def test_target_spacing_is_median_and_slice_size_holds_largest_brain():
         assert height % factor == 0 and width % factor == 0
         # largest brain: 180 mm in y, 150 mm in x at 1 mm; padding adds less than one factor
         assert 180 <= height < 180 + factor and 150 <= width < 150 + factor
+        # training patches: at most 128 px, a multiple of the downsampling, never larger than the slice
+        assert config["patch_size"] == [128, 128]
 
 
 def test_slice_size_follows_target_spacing_override():
@@ -51,6 +53,7 @@ def test_slice_size_follows_target_spacing_override():
     height, width = plans["configurations"]["2d"]["slice_size"]
     factor = downsampling_factor(plans["configurations"]["2d"]["network"])
     assert 30 <= height < 30 + factor and 25 <= width < 25 + factor
+    assert plans["configurations"]["2d"]["patch_size"] == [height, width]  # small slices train whole
     assert plans["overrides"]["target_spacing"] == {"value": [2.0, 2.0, 2.0], "planned": [1.0, 1.0, 1.0]}
     assert plans["data_identifier"] == "ldiffPlans_2x2x2mm"
 

@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ldiff_make_lesion_masks",
         description="Propose lesion masks (uint8 0/1, on the input's grid) for healthy T1-weighted scans: shapes "
         "placed in white matter with a preference for the ventricles, never in CSF or cortex; or transfer a "
-        "patient's lesion mask by registration. A record of the run (masks.json) is written beside the masks.",
+        "patient's lesion mask by registration. A record of the run goes to OUT/masks.json (folder input) or "
+        "beside a single mask (mask.nii.gz -> mask.json).",
     )
     parser.add_argument("-i", "--input", required=True, type=Path,
                         help="a skull-stripped T1-weighted NIfTI image, or a folder of {case}_0000.nii.gz images")
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--count", type=int, metavar="N",
                         help=f"lesions per scan (default {_DEFAULT_COUNT} when neither --count nor --load is given)")
     parser.add_argument("--load", type=float, metavar="ML",
-                        help="total lesion load per scan in mL: shapes are added until it is reached")
+                        help="total lesion load per scan in mL: shapes are added until it is reached "
+                        "(ends at most 2 %% above it, or below by less than a small shape)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same masks")
     parser.add_argument("--library-from", metavar="SRC",
                         help="take real lesion shapes from a lesion library: a preprocessed dataset id (001) or "

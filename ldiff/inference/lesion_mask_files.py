@@ -32,7 +32,7 @@ from ldiff import paths
 from ldiff.errors import LdiffError
 from ldiff.inference.lesion_masks import DEFAULT_COUNT, DEFAULT_PERIVENTRICULAR_MM, DEFAULT_RADIUS_MM, \
     lesion_load_ml, propose_lesion_mask
-from ldiff.inference.mask_transfer import transfer_mask
+from ldiff.inference.mask_transfer import RegistrationSettings, transfer_mask
 from ldiff.inference.target_anatomy import TargetAnatomy, anatomy_from_t1, anatomy_from_tissue
 from ldiff.io import Geometry, geometry_mismatch, load_json, read_image, save_json_atomic, write_image_atomic
 from ldiff.masks import LesionLibrary, label_components
@@ -100,7 +100,8 @@ def validate_request(request: MaskRequest) -> None:
         raise LdiffError("--transfer-from and --transfer-mask go together: give the patient's T1 and its lesion mask.")
     if request.transfer_t1 is not None and (request.count is not None or request.load_ml is not None
                                             or request.library_source is not None):
-        raise LdiffError("--transfer-from copies a patient's lesions; it cannot be combined with --count, --load or --library-from.")
+        raise LdiffError("--transfer-from copies a patient's lesions; "
+                         "it cannot be combined with --count, --load or --library-from.")
 
 
 def nifti_ending(path: Path) -> str | None:
@@ -209,7 +210,8 @@ def load_target(job: MaskJob) -> tuple[sitk.Image, Reorientation, TargetAnatomy]
         tissue = read_image(job.tissue_file)
         mismatch = geometry_mismatch(Geometry.of(image), Geometry.of(tissue))
         if mismatch is not None:
-            raise LdiffError(f"{job.tissue_file}: tissue map grid differs from the image {job.image_file} ({mismatch}).")
+            raise LdiffError(
+                f"{job.tissue_file}: tissue map grid differs from the image {job.image_file} ({mismatch}).")
         labels = reorientation.apply_to_array(sitk.GetArrayViewFromImage(tissue))
         if not np.isin(labels, (0, 1, 2, 3)).all():
             raise LdiffError(f"{job.tissue_file}: a tissue map holds only 0 (background), 1 (CSF), 2 (GM) and 3 (WM).")
@@ -253,12 +255,18 @@ def _propose(job: MaskJob, request: MaskRequest, library: LesionLibrary | None, 
 
 def _transfer(job: MaskJob, patient_t1: sitk.Image, patient_mask: sitk.Image, seed: int) -> dict:
     image, reorientation, anatomy = load_target(job)
-    result = transfer_mask(image, patient_t1, patient_mask, seed=seed)
+    try:
+        result = transfer_mask(image, patient_t1, patient_mask, seed=seed)
+    except RuntimeError as error:  # ITK's exceptions, e.g. when the two images do not overlap at all
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+        raise LdiffError(f"{job.image_file}: registration of the patient image failed ({reason}).") from None
     registered = reorientation.apply_to_array(result.registered)
     kept = registered & anatomy.wm
     _write_mask(kept, image, reorientation, job.output_file)
     registered_ml, kept_ml = lesion_load_ml(registered, anatomy.spacing), lesion_load_ml(kept, anatomy.spacing)
     lost = 1.0 - kept_ml / registered_ml if registered_ml > 0 else 0.0
+    if not kept.any():
+        logger.warning("%s: no transferred lesion voxel lies in the white matter; the mask is empty", job.case)
     logger.info("%s: %.2f mL transferred; %.2f mL (%.0f %%) fell outside the white matter and was dropped (%.1f s)",
                 job.case, registered_ml, registered_ml - kept_ml, 100 * lost, result.seconds)
     return {"lesions": label_components(kept)[1], "load_ml": round(kept_ml, 4),
@@ -272,10 +280,26 @@ def _read_patient(request: MaskRequest) -> tuple[sitk.Image, sitk.Image]:
     patient_t1, patient_mask = read_image(request.transfer_t1), read_image(request.transfer_mask)
     mismatch = geometry_mismatch(Geometry.of(patient_t1), Geometry.of(patient_mask))
     if mismatch is not None:
-        raise LdiffError(f"{request.transfer_mask}: grid differs from the patient image {request.transfer_t1} ({mismatch}).")
+        raise LdiffError(
+            f"{request.transfer_mask}: grid differs from the patient image {request.transfer_t1} ({mismatch}).")
     if not np.any(sitk.GetArrayViewFromImage(patient_mask) > 0):
         raise LdiffError(f"{request.transfer_mask}: the patient's lesion mask is empty; there is nothing to transfer.")
     return patient_t1, patient_mask
+
+
+def _settings(request: MaskRequest) -> dict:
+    """The options that shaped this run's masks, JSON-able (the default count written out)."""
+    if request.method == "transfer":
+        keys = ("tissue", "channel", "transfer_t1", "transfer_mask")
+    else:
+        keys = ("count", "load_ml", "library_source", "radius_mm", "periventricular_mm", "tissue", "channel")
+    settings = {key: (str(value) if isinstance(value, Path) else value)
+                for key, value in asdict(request).items() if key in keys}
+    if request.method == "transfer":
+        settings["registration"] = asdict(RegistrationSettings())
+    elif request.count is None and request.load_ml is None:
+        settings["count"] = DEFAULT_COUNT
+    return settings
 
 
 def make_lesion_masks(input_path: Path, output: Path, request: MaskRequest) -> dict:
@@ -288,10 +312,7 @@ def make_lesion_masks(input_path: Path, output: Path, request: MaskRequest) -> d
     library = load_lesion_library(request.library_source) if request.library_source is not None else None
     patient = _read_patient(request) if request.method == "transfer" else None
 
-    settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(request).items()}
-    if request.method != "transfer" and request.count is None and request.load_ml is None:
-        settings["count"] = DEFAULT_COUNT
-    record: dict = {"method": request.method, "seed": request.seed, "settings": settings, "cases": {}}
+    record: dict = {"method": request.method, "seed": request.seed, "settings": _settings(request), "cases": {}}
     resampled_libraries: dict = {}
     for job in jobs:
         seed = case_seed(request.seed, job.case)

@@ -38,6 +38,10 @@ TRAINING_STEPS = {"cuda": 50_000, "cpu": 5_000}
 SMALLEST_FEATURE_MAP = 8  # pixels along the shorter side at the bottom of the UNet
 ATTENTION_MAX_RESOLUTION = 16  # self-attention where the feature map is at most 16 px (as the thesis)
 DEFAULT_STACK_DEPTH = 8
+# Training samples are in-plane patches of at most 128 px (12.8 cm at 1 mm): lesions are millimetres to
+# a few centimetres across, training cost grows with the pixels, and prediction crops around each mask,
+# so training and prediction see the same kind of input. Smaller brains train on whole slices.
+MAX_PATCH_SIZE = 128
 
 
 class _Decisions:
@@ -145,14 +149,18 @@ def plan_experiment(fingerprint: dict, overrides: dict[str, Any] | None = None, 
         # Planned for the conditional tasks (the widest input); the trainer sets in_channels from the
         # task, which changes memory only in the first layer.
         in_channels = get_task("cond_fill").in_channels(num_channels)
-        network = plan_network(in_plane, in_channels, num_channels, device_type, architecture, decisions, name)
+        patch_extent = [min(s, MAX_PATCH_SIZE) for s in in_plane]
+        network = plan_network(patch_extent, in_channels, num_channels, device_type, architecture, decisions, name)
         factor = downsampling_factor(network)
         slice_size = [_pad_to_multiple(s, factor) for s in in_plane]
         slice_size = [int(s) for s in decisions.decide(f"{name}.slice_size", slice_size)]
-        if any(s % factor for s in slice_size):
-            raise ValueError(f"{name}.slice_size {slice_size} must be a multiple of the downsampling factor {factor}")
+        patch_size = [min(_pad_to_multiple(p, factor), s) for p, s in zip(patch_extent, slice_size)]
+        patch_size = [int(s) for s in decisions.decide(f"{name}.patch_size", patch_size)]
+        for key, size in (("slice_size", slice_size), ("patch_size", patch_size)):
+            if any(s % factor for s in size):
+                raise ValueError(f"{name}.{key} {size} must be a multiple of the downsampling factor {factor}")
         stack_depth = 1 if name == "2d" else int(decisions.decide("p3d.stack_depth", DEFAULT_STACK_DEPTH))
-        sample_shape = (network["in_channels"], *slice_size) if name == "2d" else (network["in_channels"], stack_depth, *slice_size)
+        sample_shape = (network["in_channels"], *patch_size) if name == "2d" else (network["in_channels"], stack_depth, *patch_size)
         max_batch = max(1, MAX_SLICES_PER_BATCH[device_type] // stack_depth)
         if f"{name}.batch_size" in decisions.overrides:
             batch_size, memory_bytes, method = int(decisions.decide(f"{name}.batch_size", None)), None, "override"
@@ -165,6 +173,7 @@ def plan_experiment(fingerprint: dict, overrides: dict[str, Any] | None = None, 
         configurations[name] = {
             "slice_axis": AXIAL_AXIS,
             "slice_size": slice_size,
+            "patch_size": patch_size,
             "stack_depth": stack_depth,
             "network": network,
             "batch_size": batch_size,

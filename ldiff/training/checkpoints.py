@@ -160,6 +160,7 @@ def model_description(plans: dict, dataset_json: dict, dataset_name: str, task: 
         "wm_channel": plans.get("wm_channel"),
         "slice_axis": configuration.get("slice_axis", 0),
         "slice_size": configuration["slice_size"],
+        "patch_size": configuration.get("patch_size", configuration["slice_size"]),
         "stack_depth": configuration["stack_depth"],
         "labels": dataset_json.get("labels"),
         "training": settings,

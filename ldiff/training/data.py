@@ -13,7 +13,7 @@ How a sample is drawn (:meth:`SampleSource.draw`):
    :data:`LESION_SLICE_PROBABILITY` (always, for synthesis tasks) a slice holding lesion voxels,
    otherwise a slice holding WM (else brain, else any slice). For p3d the stack of ``stack_depth``
    slices is centred on it (slice ``k - D // 2`` first); slices beyond the volume are background.
-3. In-plane window of exactly ``slice_size`` (H, W): a smaller slice is padded (-1 image, 0 masks),
+3. In-plane window of exactly the plan's ``patch_size`` (H, W; the whole ``slice_size`` in plans without one): a smaller slice is padded (-1 image, 0 masks),
    at a random offset when augmenting and centred otherwise; a larger one is cropped (randomly when
    augmenting, centred otherwise), keeping a chosen lesion voxel inside when the slice was picked
    for its lesions.
@@ -148,7 +148,9 @@ class SampleSource:
         self.augment = bool(augment)
         self.augmentation = augmentation
         self.is_2d = config_name == "2d"
-        self.slice_size = (int(config["slice_size"][0]), int(config["slice_size"][1]))
+        # The window is the plan's training patch (older plans without one: the whole slice).
+        window = config.get("patch_size", config["slice_size"])
+        self.slice_size = (int(window[0]), int(window[1]))
         self.stack_depth = 1 if self.is_2d else int(config["stack_depth"])
         self.spacing = tuple(float(v) for v in plans["target_spacing"])
         self.dilation_radius = int(plans["mask_dilation"]["radius_voxels"])
