@@ -331,3 +331,26 @@ def test_real_shapes_reach_the_masks(dataset):
     source = SampleSource(dataset[1], CASES, plans, "p3d", get_task("cond_fill"), seed=0, lesion_library=library)
     assert source.mask_sampler.library is not None
     assert source.sample(0, 0)["paint_mask"].any()
+
+
+def test_noise_and_bias_field_augmentation_change_only_the_brain():
+    from ldiff.training.augmentation import AugmentationParameters, augment_intensity
+
+    only_noise = AugmentationParameters(brightness_probability=0, contrast_probability=0, gamma_probability=0,
+                                        bias_field_probability=0, noise_probability=1, noise_std_range=(0.05, 0.05))
+    only_bias = AugmentationParameters(brightness_probability=0, contrast_probability=0, gamma_probability=0,
+                                       bias_field_probability=1, bias_field_strength=0.3, noise_probability=0)
+    image = np.full((1, 2, 40, 40), -1.0, np.float32)
+    brain = np.zeros((2, 40, 40), bool)
+    brain[:, 5:35, 5:35] = True
+    image[0][brain] = 0.0  # u = 0.5 inside the brain
+    noisy = augment_intensity(image, brain, np.random.default_rng(3), only_noise)
+    assert np.array_equal(noisy[0][~brain], image[0][~brain])
+    # noise of std 0.05 on u is std 0.1 on x = 2u - 1
+    assert abs(float(noisy[0][brain].std()) - 0.1) < 0.01 and abs(float(noisy[0][brain].mean())) < 0.01
+    biased = augment_intensity(image, brain, np.random.default_rng(3), only_bias)
+    assert np.array_equal(biased[0][~brain], image[0][~brain])
+    difference = biased[0] - image[0]
+    assert np.abs(difference[brain]).max() > 0.01
+    # a bias field is smooth: neighbouring voxels differ far less than the field varies overall
+    assert np.abs(np.diff(difference[0, 5:35, 5:35], axis=1)).max() < 0.2 * np.ptp(difference[brain])

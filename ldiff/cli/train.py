@@ -24,6 +24,7 @@ SETTING_OPTIONS = {
     "validation_samples": "num_validation_samples",
     "log_every": "log_every",
     "lesion_shapes_from": "lesion_shapes_from",
+    "augmentation": "augmentation",
 }
 
 
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-every", type=int, help="steps per training_log.json entry (default 10)")
     parser.add_argument("--lesion-shapes-from", metavar="DATASET",
                         help="filling tasks: borrow real lesion shapes from another preprocessed dataset")
+    parser.add_argument("--augmentation", choices=("default", "strong"),
+                        help="strong: wider intensity, contrast, gamma, noise and bias-field augmentation, for models "
+                             "that must work on other scanners (default: default)")
     launch = parser.add_mutually_exclusive_group()
     launch.add_argument("--num-gpus", type=int, help="data-parallel training on N local GPUs (implies --device cuda)")
     launch.add_argument("--num-processes", type=int,

@@ -42,9 +42,28 @@ class AugmentationParameters:
     contrast_range: tuple[float, float] = (0.8, 1.2)  # around the channel's brain mean
     gamma_probability: float = 0.3
     gamma_range: tuple[float, float] = (0.7, 1.5)  # exponent on (x + 1) / 2
+    # A smooth multiplicative field exp(b), b a random quadratic polynomial of the in-plane position
+    # (coefficients ~ N(0, strength)): scanner bias fields that preprocessing did not remove.
+    bias_field_probability: float = 0.15
+    bias_field_strength: float = 0.15
+    # Gaussian noise added to (x + 1) / 2 with a standard deviation drawn from this range: other
+    # scanners and protocols are noisier or smoother than the training data.
+    noise_probability: float = 0.15
+    noise_std_range: tuple[float, float] = (0.0, 0.03)
 
 
 DEFAULT_AUGMENTATION = AugmentationParameters()
+# For models that must generalise beyond their training data (the shipped demo models): every
+# intensity augmentation twice as often and wider.
+STRONG_AUGMENTATION = AugmentationParameters(
+    rotation_probability=0.5, scaling_probability=0.5,
+    brightness_probability=0.5, brightness_range=(0.7, 1.3),
+    contrast_probability=0.5, contrast_range=(0.65, 1.5),
+    gamma_probability=0.5, gamma_range=(0.5, 2.0),
+    bias_field_probability=0.4, bias_field_strength=0.25,
+    noise_probability=0.4, noise_std_range=(0.0, 0.06),
+)
+AUGMENTATION_PRESETS = {"default": DEFAULT_AUGMENTATION, "strong": STRONG_AUGMENTATION}
 
 
 @dataclass(frozen=True)
@@ -177,20 +196,24 @@ def augment_intensity(image: np.ndarray, brain: np.ndarray, rng: np.random.Gener
         rng: the sample's generator; consumed identically whatever is applied.
 
     The operations act on u = (x + 1) / 2 in [0, 1] (so background -1 is u = 0): u * b
-    (brightness), mean + (u - mean) * c (contrast, mean over the channel's brain voxels) and u ** g
-    (gamma), then u is clipped to [0, 1].
+    (brightness), mean + (u - mean) * c (contrast, mean over the channel's brain voxels), u ** g
+    (gamma), u * exp(bias field) and u + noise, then u is clipped to [0, 1].
     """
     inside = np.asarray(brain, dtype=bool)
     result = np.array(image, dtype=np.float32, copy=True)
     if not inside.any():
         # Still consume the same numbers, so later draws do not depend on the brain's presence.
-        rng.random((image.shape[0], 6))
+        rng.random((image.shape[0], 6 + 4 + 6))
         return result
     log_gamma = np.log(parameters.gamma_range)
     for channel in range(image.shape[0]):
         apply_brightness, brightness = rng.random(), rng.uniform(*parameters.brightness_range)
         apply_contrast, contrast = rng.random(), rng.uniform(*parameters.contrast_range)
         apply_gamma, gamma = rng.random(), math.exp(rng.uniform(*log_gamma))
+        apply_noise, noise_std = rng.random(), rng.uniform(*parameters.noise_std_range)
+        noise_seed = int(rng.integers(0, 2**31))
+        apply_bias = rng.random()
+        bias_coefficients = rng.normal(0.0, parameters.bias_field_strength, 6)
         values = (result[channel][inside].astype(np.float64) + 1.0) / 2.0
         if apply_brightness < parameters.brightness_probability:
             values *= brightness
@@ -199,5 +222,18 @@ def augment_intensity(image: np.ndarray, brain: np.ndarray, rng: np.random.Gener
             values = mean + (values - mean) * contrast
         if apply_gamma < parameters.gamma_probability:
             values = np.clip(values, 0.0, 1.0) ** gamma
+        if apply_bias < parameters.bias_field_probability:
+            values *= np.exp(_quadratic_field(bias_coefficients, inside))
+        if apply_noise < parameters.noise_probability:
+            values += np.random.default_rng(noise_seed).normal(0.0, noise_std, values.shape)
         result[channel][inside] = (np.clip(values, 0.0, 1.0) * 2.0 - 1.0).astype(np.float32)
     return result
+
+
+def _quadratic_field(coefficients: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """c0 + c1 y + c2 x + c3 y^2 + c4 x^2 + c5 x y at the ``inside`` voxels, y and x scaled to [-1, 1] in-plane."""
+    y_size, x_size = inside.shape[-2:]
+    y, x = np.meshgrid(np.linspace(-1.0, 1.0, y_size), np.linspace(-1.0, 1.0, x_size), indexing="ij")
+    field = (coefficients[0] + coefficients[1] * y + coefficients[2] * x + coefficients[3] * y * y
+             + coefficients[4] * x * x + coefficients[5] * x * y)
+    return np.broadcast_to(field, inside.shape)[inside]

@@ -52,6 +52,8 @@ class TrainingSettings:
         num_workers: data-loading worker processes per training process (0 = in-process).
         lesion_shapes_from: another preprocessed dataset whose real lesion shapes the filling tasks
             borrow for their masks (for healthy-only datasets).
+        augmentation: ``"default"`` or ``"strong"`` (see ``ldiff.training.augmentation``); strong
+            intensity, contrast, noise and bias-field augmentation for models that must generalise.
     """
 
     num_training_steps: int
@@ -71,6 +73,7 @@ class TrainingSettings:
     device: str = "auto"
     num_workers: int = 2
     lesion_shapes_from: str | None = None
+    augmentation: str = "default"
 
     def __post_init__(self) -> None:
         positive = ("num_training_steps", "batch_size", "log_every", "checkpoint_every")
@@ -85,6 +88,8 @@ class TrainingSettings:
             problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.augmentation not in ("default", "strong"):
+            problems.append(f"augmentation must be default or strong, got {self.augmentation!r}")
         if problems:
             raise LdiffError("Invalid training settings: " + "; ".join(problems) + ".")
 

@@ -41,6 +41,7 @@ from ldiff.io import save_json_atomic
 from ldiff.networks import build_network
 from ldiff.tasks import Task
 from ldiff.training import checkpoints
+from ldiff.training.augmentation import AUGMENTATION_PRESETS
 from ldiff.training.data import SAMPLE_KEYS, SampleSource, training_batches, validation_samples
 from ldiff.training.distributed import (
     DistributedContext,
@@ -176,7 +177,8 @@ class Trainer:
             barrier(self.context)
             train_ids, validation_ids, library = split_and_library()
         source = SampleSource(run.data_folder, train_ids, run.plans, run.config_name, self.task, settings.seed,
-                              augment=True, lesion_library=library)
+                              augment=True, lesion_library=library,
+                              augmentation=AUGMENTATION_PRESETS[settings.augmentation])
         validation = None
         if self.context.is_main and settings.num_validation_samples > 0:
             samples = validation_samples(run.data_folder, validation_ids, run.plans, run.config_name, self.task,
