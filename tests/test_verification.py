@@ -118,3 +118,17 @@ def test_cli_stops_with_message_and_writes_nothing(dataset_folder, data_roots, b
     assert result.returncode == 1
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert list(data_roots["ldiff_preprocessed"].iterdir()) == []
+
+
+def test_select_channels_derives_a_verified_single_channel_dataset(dataset_folder, data_roots):
+    from ldiff.dataset.select_channels import select_channels
+
+    target = select_channels(RawDataset(dataset_folder), data_roots["ldiff_raw"] / "Dataset043_T1Only", ["T1w"])
+    derived = RawDataset(target)
+    assert derived.channel_names == ["T1w"] and verify_dataset(derived) == []
+    original = sitk.GetArrayFromImage(sitk.ReadImage(str(dataset_folder / "imagesTr" / "case_001_0000.nii.gz")))
+    copied = sitk.GetArrayFromImage(sitk.ReadImage(str(target / "imagesTr" / "case_001_0000.nii.gz")))
+    np.testing.assert_array_equal(original, copied)
+    assert not (target / "imagesTr" / "case_001_0001.nii.gz").exists()
+    with pytest.raises(LdiffError, match="has no channel PD"):
+        select_channels(RawDataset(dataset_folder), data_roots["ldiff_raw"] / "Dataset044_X", ["PD"])
