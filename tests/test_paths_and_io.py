@@ -107,3 +107,18 @@ def test_json_has_no_nan_and_files_get_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _die(case):
+    os._exit(9)  # a worker killed mid-case, e.g. by the out-of-memory killer
+
+
+class _NamedCase:
+    identifier = "case_007"
+
+
+def test_dead_worker_becomes_one_sentence_naming_the_case():
+    from ldiff.parallel import map_cases
+
+    with pytest.raises(LdiffError, match="worker process died while testing case case_007"):
+        map_cases(_die, [_NamedCase(), _NamedCase()], num_workers=2, description="testing")

@@ -122,7 +122,15 @@ def test_hand_made_nnunet_dataset_plans_and_preprocesses(data_roots):
     assert fingerprint["cases"][0]["mask_sources"]["wm_mask_source"] == "kmeans_channel_0"
     # The phantom's T1 lesion (450) is darker than NAWM (1000) by construction.
     t1 = fingerprint["intensity_median_of_cases"]["T1w"]
-    assert t1["lesion"]["50"] < t1["nawm"]["50"]
+    flair = fingerprint["intensity_median_of_cases"]["FLAIR"]
+    # Known by construction (tests/conftest.py phantom_case): T1 NAWM 1000, lesion 450; FLAIR NAWM 600,
+    # lesion 1200; noise sd 20. Derived WM (k-means) may take a few border voxels, hence the tolerance.
+    assert abs(t1["nawm"]["50"] - 1000) < 15 and abs(t1["lesion"]["50"] - 450) < 15
+    assert abs(flair["nawm"]["50"] - 600) < 15 and abs(flair["lesion"]["50"] - 1200) < 15
+    assert fingerprint["cases"][0]["spacing"] == pytest.approx([1.0, 1.0, 1.2])
+    # each lesion is a ball of radius 3 voxels (123 voxels) deep in WM, on a 1 x 1 x 1.2 mm grid
+    for case in fingerprint["cases"]:
+        assert case["lesion_volume_ml"] == pytest.approx(case["lesion_count"] * 123 * 1.2 / 1000, rel=1e-5)
     data = output / plans["data_identifier"]
     with np.load(data / "case_001.npz") as arrays:
         image, lesion = arrays["image"], arrays["lesion"]

@@ -1,0 +1,115 @@
+"""ldiff_predict: fill MS lesions (or synthesise them) in NIfTI scans with a trained ldiff model.
+
+Single case: ``ldiff_predict -i t1.nii.gz --mask lesions.nii.gz -o filled.nii.gz`` (a multi-channel
+model takes ``-i`` files in its channel order and ``-o`` a folder). Folder of cases: ``ldiff_predict
+-i imagesTs -o filled [--masks labelsTs]`` (``{case}_XXXX.nii.gz`` images, ``{case}.nii.gz`` masks).
+With only ``-i``/``-o`` the one trained model in ``$ldiff_results`` (or the packaged demo model) is
+used; ``-m`` names a model folder, ``-d/-t/-c/-f`` narrow the choice. The logic lives in
+:mod:`ldiff.inference.files`; this module only parses the command line.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ldiff.cli.common import run_command
+
+# Kept here rather than imported so that --help does not pay for importing torch.
+TASK_CHOICES = ("cond_fill", "uncond_fill", "cond_synth", "uncond_synth")
+SAMPLER_CHOICES = ("ddim", "ddpm", "dpm_solver", "repaint")
+
+
+def timestep_or_fraction(text: str) -> int | float:
+    """``40`` is a training timestep, ``0.04`` a fraction of the schedule."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer timestep or a fraction, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ldiff_predict",
+        description="Fill MS lesions with healthy tissue (filling models) or synthesise lesions (synthesis models) "
+        "with a trained ldiff diffusion model. Only voxels inside the model's dilated mask change; outputs keep the "
+        "input's grid and pixel type (integers rounded and clipped to the type's range) and are written atomically.",
+    )
+    files = parser.add_argument_group("files")
+    files.add_argument("-i", "--input", nargs="+", required=True, metavar="IN",
+                       help="a folder of {case}_XXXX.nii.gz images, or the image file(s) of one case in the model's "
+                       "channel order")
+    files.add_argument("-o", "--output", required=True,
+                       help="output folder (folder input or several files), or output file (one input file)")
+    masks = files.add_mutually_exclusive_group()
+    masks.add_argument("--mask", help="the mask (0/1) of a single case: lesions to fill, or regions to put lesions in")
+    masks.add_argument("--masks", metavar="DIR", help="folder of {case}.nii.gz masks (default: the input folder)")
+    model = parser.add_argument_group("model (default: the one trained model found)")
+    model.add_argument("-m", "--model", metavar="MODEL_FOLDER", help="a model's fold folder (or its TASK__CONFIG folder with -f)")
+    model.add_argument("-d", "--dataset", help="dataset id or name the model was trained on")
+    model.add_argument("-c", "--configuration", help="2d or p3d")
+    model.add_argument("-t", "--task", choices=TASK_CHOICES, help="the task the model must have been trained for")
+    model.add_argument("-f", "--fold", help="the fold (0-4 or all)")
+    model.add_argument("-chk", "--checkpoint", choices=("final", "latest"), default="final",
+                       help="final (default) or latest (the EMA weights of a run still training)")
+    sampling = parser.add_argument_group("sampling (defaults depend on the task; see ldiff.inference.predictor)")
+    sampling.add_argument("--sampler", choices=SAMPLER_CHOICES,
+                          help="conditional models: ddim (default, 25 steps), ddpm (1000), dpm_solver (15); "
+                          "unconditional models: repaint")
+    sampling.add_argument("--steps", type=int, help="reverse steps (network calls per pass)")
+    sampling.add_argument("--eta", type=float, default=0.0, help="DDIM noise, 0 = deterministic (default 0)")
+    sampling.add_argument("--jump-length", type=int,
+                          help="RePaint: steps per jump back (default 8 for filling, the whole walk for synthesis)")
+    sampling.add_argument("--resamplings", type=int,
+                          help="RePaint: passes per jump (default 10 for filling, 3 for synthesis; 1 = no resampling)")
+    sampling.add_argument("--t0", type=timestep_or_fraction, default=40,
+                          help="uncond_synth: noise level to start from, a timestep (default 40 of 1000) or a fraction")
+    sampling.add_argument("--lesion-intensity", nargs="+", metavar="V",
+                          help="uncond_synth: coarse-lesion intensity per channel (or one for all): a value in the "
+                          "model's [-1, 1] space or pNN, a percentile of the brain (default: the training "
+                          "fingerprint's median lesion intensity, else p10 for T1-weighted and p99 for other channels)")
+    sampling.add_argument("--batch-size", type=int, help="crops per network call (default: the training batch size)")
+    sampling.add_argument("--context-margin", type=int, default=16,
+                          help="in-plane context voxels around each lesion region (default 16; crops are at least the "
+                          "training patch size)")
+    sampling.add_argument("--context-slices", type=int,
+                          help="p3d: context slices on each side of the slices a stack fills (default stack depth // 4)")
+    sampling.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same output")
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    run.add_argument("--continue", dest="continue_run", action="store_true",
+                     help="skip cases whose outputs all exist")
+    run.add_argument("--preview", action="store_true",
+                     help="also write {case}_preview.png (input, mask outline, output through the largest lesion)")
+    run.add_argument("--num-parts", type=int, default=1, help="split the cases into K parts (default 1)")
+    run.add_argument("--part-id", type=int, default=0, help="the part this process predicts, 0..K-1 (default 0)")
+    return parser
+
+
+def main() -> None:
+    arguments = build_parser().parse_args()
+
+    def work() -> None:
+        from ldiff.inference.files import ModelChoice, predict_files
+        from ldiff.inference.predictor import SamplingOptions
+
+        model = ModelChoice(arguments.model, arguments.dataset, arguments.task, arguments.configuration,
+                            arguments.fold, arguments.checkpoint, arguments.device)
+        options = SamplingOptions(
+            sampler=arguments.sampler, steps=arguments.steps, eta=arguments.eta, jump_length=arguments.jump_length,
+            resamplings=arguments.resamplings, t0=arguments.t0, batch_size=arguments.batch_size,
+            context_margin=arguments.context_margin, context_slices=arguments.context_slices,
+        )
+        written = predict_files(
+            arguments.input, arguments.output, model, options, arguments.mask, arguments.masks, arguments.seed,
+            arguments.continue_run, arguments.preview, arguments.num_parts, arguments.part_id,
+            arguments.lesion_intensity,
+        )
+        print(f"Wrote {len(written)} file(s) under {arguments.output}")
+
+    run_command(work)
+
+
+if __name__ == "__main__":
+    main()

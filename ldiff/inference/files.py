@@ -1,0 +1,213 @@
+"""``ldiff_predict`` on files: find the cases, check everything, predict, write outputs atomically.
+
+Layouts (``ending`` is ``.nii.gz`` or ``.nii``), as ``ldiff_fill_classic`` uses them (the folder
+discovery, mask checks, overwrite refusal and pixel-type policy are shared with it):
+
+* Single case: ``-i t1.nii.gz [flair.nii.gz ...] --mask mask.nii.gz -o OUT`` with the files in the
+  model's channel order. One file: ``OUT`` is the output file (or an existing folder that receives
+  the input's name). Several files: ``OUT`` is a folder receiving each input's name.
+* Folder: ``-i DIR`` holds ``{case}_0000{ending}``, ``{case}_0001{ending}``, ... (the model's
+  channels) and each case's mask ``{case}{ending}`` (or ``--masks MASKS_DIR`` holds the masks);
+  outputs are ``OUT/{case}_XXXX{ending}``, one per channel.
+
+The mask holds the lesions to fill (filling models) or the regions where lesions are synthesised.
+
+Safety: every case of the run is read and checked (files readable and complete, no NaN/Inf, one
+grid for images and mask, binary mask, the model's number of channels) before the first output is
+written; no output may replace an input (``-o`` equal to ``-i`` included). Outputs are written
+atomically, so a killed run never leaves a half-written file and ``--continue`` can skip every case
+whose outputs all exist. ``--num-parts K --part-id I`` processes the sorted cases ``I, I + K, ...``;
+each case's noise is seeded from (``--seed``, case name), so a case's output does not depend on how
+the cases are split.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from ldiff.errors import LdiffError
+from ldiff.evaluation.classic.files import FillJob, load_job, plan_folder, refuse_overwriting_inputs
+from ldiff.inference.model_loading import choose_model_folder
+from ldiff.inference.predictor import Predictor, SamplingOptions
+from ldiff.io import Geometry, write_image_atomic
+from ldiff.io.cases import nifti_ending, split_channel_name
+from ldiff.training.trainer import keyed_seed
+
+logger = logging.getLogger("ldiff")
+
+METHOD = "ldiff"  # the single key of FillJob.outputs
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model to use (``-m`` or the filters ``-d -t -c -f``), which checkpoint and device."""
+
+    model_folder: str | Path | None = None
+    dataset: str | None = None
+    task: str | None = None
+    config_name: str | None = None
+    fold: str | None = None
+    checkpoint: str = "final"
+    device: str = "auto"
+
+
+def plan_single(images: Sequence[Path], output: Path, mask: Path | None, masks_dir: Path | None) -> list[FillJob]:
+    """The one job of single-case mode; see the module docstring."""
+    if mask is None:
+        raise LdiffError(f"{images[0]}: is a single image, so give its mask with --mask.")
+    if masks_dir is not None:
+        raise LdiffError("--masks DIR is for a folder of cases; for single images give --mask FILE.")
+    if len(images) == 1:
+        outputs = (output / images[0].name if output.is_dir() else output,)
+    else:
+        if nifti_ending(output):
+            raise LdiffError(f"{output}: with several input images -o must be a folder (each output keeps its input's name).")
+        outputs = tuple(output / image.name for image in images)
+    if len({path.name for path in outputs}) != len(outputs):
+        raise LdiffError(f"{output}: two inputs share the file name {images[0].name}; rename one of them.")
+    ending = nifti_ending(images[0]) or ""
+    case = images[0].name[: len(images[0].name) - len(ending)] if ending else images[0].stem
+    parts = split_channel_name(images[0].name)
+    return [FillJob(parts[0] if parts else case, tuple(images), mask, None, {METHOD: outputs})]
+
+
+def plan_jobs(inputs: Sequence[str | Path], output: str | Path, mask: str | Path | None = None,
+              masks_dir: str | Path | None = None) -> list[FillJob]:
+    """Every case of the run (sorted by case name), with its input, mask and output files; checks
+    that inputs exist and that no output would replace an input."""
+    paths = [Path(path) for path in inputs]
+    output = Path(output)
+    mask_path, masks_path = (None if value is None else Path(value) for value in (mask, masks_dir))
+    if not paths:
+        raise LdiffError("-i needs an image, several images (one per channel) or a folder of cases.")
+    for path in paths:
+        if not path.exists():
+            raise LdiffError(f"{path}: input not found.")
+    if mask_path is not None and not mask_path.is_file():
+        raise LdiffError(f"{mask_path}: mask not found.")
+    if len(paths) == 1 and paths[0].is_dir():
+        jobs = plan_folder(paths[0], output, [METHOD], mask_path, masks_path, None)
+    elif any(path.is_dir() for path in paths):
+        raise LdiffError("-i takes either one folder of cases or image files, not a mix.")
+    else:
+        jobs = plan_single(paths, output, mask_path, masks_path)
+    for path in paths:
+        refuse_overwriting_inputs(path, output, jobs)
+    return jobs
+
+
+def select_part(jobs: Sequence[FillJob], num_parts: int, part_id: int) -> list[FillJob]:
+    """Cases ``part_id, part_id + num_parts, ...`` of the sorted cases: disjoint parts covering all."""
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise LdiffError(f"--part-id must be in 0..{num_parts - 1} and --num-parts >= 1, got {part_id} and {num_parts}.")
+    ordered = sorted(jobs, key=lambda job: job.case)
+    return ordered[part_id::num_parts]
+
+
+def outputs_of(job: FillJob) -> tuple[Path, ...]:
+    return job.outputs[METHOD]
+
+
+def is_finished(job: FillJob) -> bool:
+    """Whether every output of the case exists (complete: outputs are only ever renamed into place)."""
+    return all(path.is_file() for path in outputs_of(job))
+
+
+def preview_path(job: FillJob) -> Path:
+    first = outputs_of(job)[0]
+    return first.parent / f"{job.case}_preview.png"
+
+
+def check_channels(job: FillJob, predictor: Predictor, single: bool) -> None:
+    """One sentence when a case does not hold exactly the model's channels."""
+    model = predictor.model
+    names, count = model.channel_names, model.num_channels
+    expected = f"{count} channel(s) ({', '.join(names)})"
+    if single:
+        if len(job.image_files) != count:
+            raise LdiffError(f"{job.image_files[0]}: -i got {len(job.image_files)} image(s) but the model {model.folder} "
+                             f"expects {expected}; give one file per channel in that order or choose another model.")
+        return
+    ending = nifti_ending(job.image_files[0]) or ".nii.gz"
+    present = {path.name for path in job.image_files}
+    for channel in range(count):
+        wanted = job.image_files[0].parent / f"{job.case}_{channel:04d}{ending}"
+        if wanted.name not in present:
+            raise LdiffError(f"{wanted}: channel {channel} ({names[channel] if channel < len(names) else '?'}) of case "
+                             f"{job.case} is missing; the model {model.folder} expects {expected}.")
+    if len(job.image_files) != count:
+        raise LdiffError(f"{job.image_files[-1]}: case {job.case} has {len(job.image_files)} channels but the model "
+                         f"{model.folder} expects {expected}; move the extra files away or choose another model.")
+
+
+def case_seed(seed: int, case: str) -> int:
+    """The case's seed: depends on the run's seed and the case name only, not on the other cases."""
+    return keyed_seed(seed, zlib.crc32(case.encode("utf-8")))
+
+
+def predict_case(predictor: Predictor, job: FillJob, seed: int, lesion_intensity: Sequence[float | str] | None,
+                 preview: bool, progress: bool) -> list[Path]:
+    """Predict one case and write its outputs (and preview); returns the paths written."""
+    images, mask, _ = load_job(job)
+    result = predictor.predict(images, mask, seed=case_seed(seed, job.case), lesion_intensity=lesion_intensity,
+                               mask_name=str(job.mask_file), progress=progress)
+    written = []
+    for image, path in zip(result.images, outputs_of(job)):
+        write_image_atomic(image, path)
+        written.append(path)
+    if preview:
+        from ldiff.inference.preview import write_preview
+
+        arrays = [sitk.GetArrayViewFromImage(image) for image in images]
+        outputs = [sitk.GetArrayViewFromImage(image) for image in result.images]
+        title = f"{job.case}: {predictor.model.describe()}"
+        written.append(write_preview(preview_path(job), arrays, mask, outputs, Geometry.of(images[0]),
+                                     predictor.model.channel_names, title))
+    return written
+
+
+def predict_files(inputs: Sequence[str | Path], output: str | Path, model: ModelChoice = ModelChoice(),
+                  options: SamplingOptions = SamplingOptions(), mask: str | Path | None = None,
+                  masks_dir: str | Path | None = None, seed: int = 0, continue_run: bool = False,
+                  preview: bool = False, num_parts: int = 1, part_id: int = 0,
+                  lesion_intensity: Sequence[float | str] | None = None, progress: bool = True) -> list[Path]:
+    """Fill (or synthesise) every case of ``inputs`` into ``output``; see the module docstring.
+
+    Returns:
+        the paths written (outputs and previews).
+
+    Raises:
+        LdiffError: one sentence for every problem with the inputs, the model or the options; all
+            cases are checked before anything is written.
+    """
+    jobs = plan_jobs(inputs, output, mask, masks_dir)
+    single = not (len(inputs) == 1 and Path(inputs[0]).is_dir())
+    jobs = select_part(jobs, num_parts, part_id)
+    if continue_run:
+        finished = [job.case for job in jobs if is_finished(job)]
+        if finished:
+            logger.info("--continue: %d case(s) already done, skipped (%s)", len(finished), ", ".join(finished[:5])
+                        + (" ..." if len(finished) > 5 else ""))
+        jobs = [job for job in jobs if not is_finished(job)]
+    if not jobs:
+        logger.info("nothing to do: every case of this part is finished.")
+        return []
+    folder = choose_model_folder(model.model_folder, model.dataset, model.task, model.config_name, model.fold,
+                                 model.checkpoint, num_input_channels=len(jobs[0].image_files))
+    predictor = Predictor.from_folder(folder, model.checkpoint, model.device, task=model.task, options=options)
+    for job in jobs:
+        check_channels(job, predictor, single)
+    for job in tqdm(jobs, desc="checking inputs", unit="case", disable=not progress or len(jobs) < 2, leave=False):
+        load_job(job)  # every file readable, one grid, binary masks: before the first write
+    # Logged only now, so that a refused run prints its one sentence and nothing else.
+    logger.info("model: %s", predictor.model.describe())
+    written: list[Path] = []
+    for job in tqdm(jobs, desc="predicting", unit="case", disable=not progress):
+        written.extend(predict_case(predictor, job, seed, lesion_intensity, preview, progress))
+    return written

@@ -1,0 +1,414 @@
+"""The Python API of prediction: fill lesions, or synthesise them, in images on their original grid.
+
+``Predictor.from_folder(model_folder).fill(images, mask)`` runs, for one case:
+
+1. the plan's mask dilation on the original grid (``model.json``'s ``mask_dilation``, in mm): the
+   voxels allowed to change;
+2. preprocessing exactly as for training (:func:`ldiff.preprocessing.preprocess_images`: RAS+,
+   brain crop, target spacing, percentile normalisation to [-1, 1]); the dilated mask is carried
+   into that space by linear interpolation, keeping every voxel it touches, and limited to the
+   brain, as the training masks are;
+3. sampling only the crops of :mod:`ldiff.inference.roi`, in batches of one crop shape;
+4. pasting each crop's own voxels back, mapping the volume to the original grid with
+   :func:`ldiff.preprocessing.restore_to_original`, and composing: the input everywhere, the
+   restored model output on the dilated-mask voxels the model painted. So every voxel outside the
+   dilated mask is the input bit for bit, and the output keeps the input's grid and pixel type
+   (integer types are rounded half to even and clipped to the type's range).
+
+Samplers and their defaults (one network call per step unless said otherwise):
+
+=====================  ===============================================================================
+task                   sampler
+=====================  ===============================================================================
+cond_fill, cond_synth  ``ddim`` (default; 25 steps, eta 0: deterministic given the initial noise, the
+                       trainer's validation setting), ``ddpm`` (1000 ancestral steps), ``dpm_solver``
+                       (DPM-Solver++(2M), 15 steps: its 10-25 steps match DDIM at 50+)
+uncond_fill            ``repaint`` (default): 50 DDIM-spaced steps, jump 8, 10 resamplings, eta 1 (the
+                       thesis's setting, 482 calls; ``--resamplings 1`` is plain replacement, 50 calls)
+uncond_synth           ``repaint`` partial noising: a coarse lesion painted into the mask, noise to
+                       ``t0 = 40`` of 1000, then the 50-step "leading" RePaint walk 40 -> 20 -> 0 with
+                       one jump back over it and 3 passes (9 calls)
+=====================  ===============================================================================
+
+Lesion intensity of the coarse lesion (uncond_synth), per channel in the model's [-1, 1] space:
+``lesion_intensity`` when given (a number in [-1, 1], or ``"pNN"``: the NN-th percentile of the
+case's brain); else the training fingerprint's median lesion intensity placed within the
+fingerprint's median brain percentiles that the normalisation uses (so it does not depend on the new
+scanner's raw units); else :data:`DEFAULT_LESION_PERCENTILE` of the case's brain (10th for a
+T1-weighted channel, where lesions are dark, 99th for any other, FLAIR-like).
+
+Reproducibility: the same inputs, seed, options, batch size and device give the same output.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from tqdm import tqdm
+
+from ldiff.diffusion import (PARTIAL_NOISING_DEFAULTS, RePaintSampler, build_sampler, conditional_inpaint,
+                             paint_coarse_lesion, synthesise_by_partial_noising)
+from ldiff.diffusion.synthesis import THESIS_T0
+from ldiff.errors import LdiffError
+from ldiff.evaluation.classic.files import cast_to_dtype
+from ldiff.inference.model_loading import LoadedModel, load_fingerprint, load_model
+from ldiff.inference.roi import BACKGROUND, DEFAULT_CONTEXT_MARGIN, RoiPlan, extract, group_batches, paste_owned, plan_rois
+from ldiff.io import Geometry, array_to_image, geometry_mismatch
+from ldiff.masks import dilate_mask
+from ldiff.preprocessing import (PercentileNormalizer, Reorientation, crop_to_box, preprocess_images, resample_array,
+                                 restore_to_original)
+from ldiff.training.trainer import resolve_device
+
+logger = logging.getLogger("ldiff")
+
+CONDITIONAL_SAMPLERS = ("ddim", "ddpm", "dpm_solver")
+DEFAULT_STEPS = {"ddim": 25, "ddpm": 1000, "dpm_solver": 15, "repaint": 50}
+REPAINT_FILL_DEFAULTS = {"jump_length": 8, "num_resamplings": 10, "eta": 1.0}
+DEFAULT_LESION_PERCENTILE = {"t1": 10.0, "other": 99.0}
+# A preprocessed voxel belongs to the carried-over mask when any original mask voxel contributes to it.
+COVERAGE_THRESHOLD = 1e-6
+DEFAULT_BATCH_SIZE = 8
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to sample; ``None`` means the task's default (see the module docstring).
+
+    ``eta`` (DDIM only), ``jump_length`` and ``resamplings`` (RePaint), ``t0`` (uncond_synth: an int
+    timestep or a float fraction of the schedule), ``batch_size`` (crops per network call; default
+    the model's training batch size, at least 1), ``context_margin`` and ``context_slices`` (see
+    :func:`ldiff.inference.roi.plan_rois`), ``whole_slices`` (the reference layout, for benchmarks).
+    """
+
+    sampler: str | None = None
+    steps: int | None = None
+    eta: float = 0.0
+    jump_length: int | None = None
+    resamplings: int | None = None
+    t0: int | float = THESIS_T0
+    batch_size: int | None = None
+    context_margin: int = DEFAULT_CONTEXT_MARGIN
+    context_slices: int | None = None
+    whole_slices: bool = False
+
+    def __post_init__(self) -> None:
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "jump_length": self.jump_length,
+                    "resamplings": self.resamplings}
+        problems = [f"{name} must be >= 1, got {value}" for name, value in positive.items() if value is not None and value < 1]
+        problems += [f"{name} must be >= 0, got {value}" for name, value in
+                     (("context_margin", self.context_margin), ("context_slices", self.context_slices), ("eta", self.eta))
+                     if value is not None and value < 0]
+        if problems:
+            raise LdiffError("Invalid prediction options: " + "; ".join(problems) + ".")
+
+
+def build_task_sampler(model: LoadedModel, options: SamplingOptions) -> Any:
+    """The sampler object for the model's task; one sentence for a sampler the task cannot use."""
+    task = model.task
+    name = options.sampler or ("ddim" if task.conditional else "repaint")
+    steps = options.steps or DEFAULT_STEPS.get(name)
+    if task.conditional:
+        if name not in CONDITIONAL_SAMPLERS:
+            raise LdiffError(f"{task.name} models sample with {', '.join(CONDITIONAL_SAMPLERS)}; "
+                             f"--sampler {name} is for unconditional models.")
+        config: dict[str, Any] = {"name": name, "num_inference_steps": steps}
+        if name == "ddim":
+            config["eta"] = options.eta
+        return _checked(lambda: build_sampler(model.schedule, config))
+    if name != "repaint":
+        raise LdiffError(f"{task.name} models inpaint with RePaint; use --sampler repaint (--resamplings 1 for "
+                         f"plain replacement at one call per step).")
+    config = dict(PARTIAL_NOISING_DEFAULTS) if task.paints_lesions else {"name": "repaint", **REPAINT_FILL_DEFAULTS}
+    config.update({key: value for key, value in (("num_inference_steps", options.steps),
+                   ("jump_length", options.jump_length), ("num_resamplings", options.resamplings)) if value is not None})
+    config.setdefault("num_inference_steps", steps)
+    return _checked(lambda: RePaintSampler.from_dict(model.schedule, config))
+
+
+def _checked(make: Any) -> Any:
+    try:
+        return make()
+    except ValueError as error:
+        raise LdiffError(f"Invalid sampler settings: {error}") from None
+
+
+def lesion_intensities(model: LoadedModel, image: np.ndarray, brain: np.ndarray, normalizers: list[PercentileNormalizer],
+                       requested: Sequence[float | str] | None) -> np.ndarray:
+    """Coarse-lesion intensity per channel in [-1, 1] (module docstring); ``image`` is (C, Z, Y, X) normalised."""
+    names = model.channel_names or tuple(f"channel {c}" for c in range(image.shape[0]))
+    if requested is not None and len(requested) not in (1, len(names)):
+        raise LdiffError(f"--lesion-intensity takes 1 value or one per channel ({len(names)}), got {len(requested)}.")
+    fingerprint = load_fingerprint(model) if requested is None else None
+    normalization = model.description.get("normalization") or {}
+    values = []
+    for channel, name in enumerate(names):
+        inside = image[channel][brain]
+        if requested is not None:
+            values.append(_requested_value(requested[channel % len(requested)], inside))
+            continue
+        summary = ((fingerprint or {}).get("intensity_median_of_cases") or {}).get(name) or {}
+        lesion, brain_percentiles = (summary.get("lesion") or {}).get("50"), summary.get("brain") or {}
+        low = brain_percentiles.get(f"{float(normalization.get('lower_percentile', -1)):g}")
+        high = brain_percentiles.get(f"{float(normalization.get('upper_percentile', -1)):g}")
+        if lesion is not None and low is not None and high is not None and high > low:
+            values.append(2.0 * (lesion - low) / (high - low) - 1.0)
+        elif lesion is not None:
+            values.append(float(normalizers[channel].normalize(np.array([lesion]))[0]))
+        else:
+            kind = "t1" if "t1" in name.lower() else "other"
+            values.append(float(np.percentile(inside, DEFAULT_LESION_PERCENTILE[kind])))
+    return np.clip(np.asarray(values, dtype=np.float32), -1.0, 1.0)
+
+
+def _requested_value(value: float | str, brain_values: np.ndarray) -> float:
+    text = str(value).strip().lower()
+    try:
+        if text.startswith("p"):
+            return float(np.percentile(brain_values, float(text[1:])))
+        number = float(text)
+    except ValueError:
+        raise LdiffError(f"--lesion-intensity {value!r}: give a number in [-1, 1] or pNN (a brain percentile).") from None
+    if not -1.0 <= number <= 1.0:
+        raise LdiffError(f"--lesion-intensity {value!r}: values are in the model's [-1, 1] space.")
+    return number
+
+
+def coverage_in_preprocessed_space(mask: np.ndarray, properties: dict) -> np.ndarray:
+    """How much of each preprocessed voxel an original-grid mask covers: float32 (Z', Y', X') in [0, 1].
+
+    The same reorientation, crop and (linear) resampling as the images, so voxel positions agree.
+    """
+    canonical = Reorientation.from_dict(properties["orientation"]).apply_to_array(mask.astype(np.float32))
+    cropped = crop_to_box(canonical, properties["crop_bbox_zyx"])
+    if not properties["resampled"]:
+        return cropped
+    return resample_array(cropped, Geometry.from_dict(properties["geometry_after_crop"]),
+                          Geometry.from_dict(properties["geometry_after_resampling"]), "linear")
+
+
+@dataclass(frozen=True, eq=False)
+class PredictionResult:
+    """``images``: one per channel on the input grid and pixel type; ``changed``: bool (Z, Y, X), the
+    voxels that took the model's output; ``crops`` and ``network_calls`` say how much was sampled."""
+
+    images: list[sitk.Image]
+    changed: np.ndarray
+    crops: int
+    network_calls: int
+
+
+class Predictor:
+    """Fills or synthesises lesions with one loaded model; see the module docstring.
+
+    Args:
+        model: a :class:`LoadedModel` (see :meth:`from_folder`).
+        options: sampler and cropping settings.
+    """
+
+    def __init__(self, model: LoadedModel, options: SamplingOptions | None = None) -> None:
+        self.model = model
+        self.options = options or SamplingOptions()
+        self.sampler = build_task_sampler(model, self.options)
+        self.network_calls = 0
+
+    @classmethod
+    def from_folder(cls, model_folder: str | Path, checkpoint: str = "final", device: str = "cpu",
+                    task: str | None = None, options: SamplingOptions | None = None, **fields: Any) -> "Predictor":
+        """Load ``model_folder`` (``checkpoint`` final or latest; ``device`` cpu, cuda or auto; ``task``
+        refuses a model of another task); ``options``, or its fields as keywords, set the sampling."""
+        model = load_model(model_folder, checkpoint, resolve_device(device), expected_task=task)
+        return cls(model, dataclasses.replace(options or SamplingOptions(), **fields))
+
+    @property
+    def batch_size(self) -> int:
+        training = self.model.description.get("training") or {}
+        return max(1, int(self.options.batch_size or training.get("batch_size") or DEFAULT_BATCH_SIZE))
+
+    # ---- the two verbs, for SimpleITK images or numpy arrays -----------------------------------
+    def fill(self, images: Any, mask: Any, spacing: Sequence[float] | None = None, seed: int = 0) -> Any:
+        """Fill the lesions of ``mask`` with healthy tissue (cond_fill and uncond_fill models).
+
+        Args:
+            images: one ``sitk.Image`` per channel (a list, or one image for one channel), or a numpy
+                array (C, Z, Y, X) (or (Z, Y, X) for one channel) of any real dtype.
+            mask: the lesions, 0/1: a ``sitk.Image`` on the images' grid or a (Z, Y, X) array.
+            spacing: (x, y, z) mm of numpy inputs (default 1 mm; origin 0, identity direction).
+            seed: seeds every noise draw.
+
+        Returns:
+            the same kind, shape and pixel type as ``images``.
+        """
+        self._require(paints_lesions=False, verb="fill")
+        return self._run(images, mask, spacing, seed, None)
+
+    def synthesise(self, images: Any, mask: Any, spacing: Sequence[float] | None = None, seed: int = 0,
+                   lesion_intensity: Sequence[float | str] | None = None) -> Any:
+        """Synthesise lesions inside ``mask`` (cond_synth and uncond_synth models); arguments as :meth:`fill`."""
+        self._require(paints_lesions=True, verb="synthesise")
+        return self._run(images, mask, spacing, seed, lesion_intensity)
+
+    def _require(self, paints_lesions: bool, verb: str) -> None:
+        if self.model.task.paints_lesions != paints_lesions:
+            other = "synthesise" if verb == "fill" else "fill"
+            raise LdiffError(f"{self.model.folder} holds a {self.model.task.name} model, which cannot {verb}; "
+                             f"call {other}() or load another model.")
+
+    def _run(self, images: Any, mask: Any, spacing: Sequence[float] | None, seed: int,
+             lesion_intensity: Sequence[float | str] | None) -> Any:
+        as_array = isinstance(images, np.ndarray)
+        if as_array:
+            arrays = images[None] if images.ndim == 3 else images
+            if arrays.ndim != 4:
+                raise LdiffError(f"images must be (C, Z, Y, X) or (Z, Y, X), got shape {images.shape}.")
+            if np.issubdtype(arrays.dtype, np.floating) and not np.all(np.isfinite(arrays)):
+                raise LdiffError("the images contain NaN or Inf voxels; replace them before predicting.")
+            geometry = Geometry(arrays.shape[:0:-1], tuple(float(s) for s in (spacing or (1.0, 1.0, 1.0))),
+                                (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+            image_list = [array_to_image(np.ascontiguousarray(a), geometry) for a in arrays]
+        else:
+            image_list = [images] if isinstance(images, sitk.Image) else list(images)
+        if isinstance(mask, sitk.Image):
+            mismatch = geometry_mismatch(Geometry.of(image_list[0]), Geometry.of(mask))
+            if mismatch is not None:
+                raise LdiffError(f"the mask's grid differs from the image's ({mismatch}).")
+            mask = sitk.GetArrayFromImage(mask)
+        mask = np.asarray(mask)
+        if mask.dtype != bool and not np.all((mask == 0) | (mask == 1)):
+            raise LdiffError("the mask is not binary; it must hold only 0 and 1.")
+        result = self.predict(image_list, mask.astype(bool), seed=seed, lesion_intensity=lesion_intensity)
+        if as_array:
+            stacked = np.stack([sitk.GetArrayFromImage(image) for image in result.images])
+            return stacked[0] if images.ndim == 3 else stacked
+        return result.images[0] if isinstance(images, sitk.Image) else result.images
+
+    # ---- the work ------------------------------------------------------------------------------
+    def predict(self, images: list[sitk.Image], mask: np.ndarray, seed: int = 0,
+                lesion_intensity: Sequence[float | str] | None = None, mask_name: str = "the mask",
+                progress: bool = False) -> PredictionResult:
+        """Fill or synthesise in one case (module docstring); checks its inputs.
+
+        Args:
+            images: one image per model channel, in the model's channel order, all on one grid.
+            mask: bool (Z, Y, X) on that grid (``sitk.GetArrayFromImage`` order).
+            seed: seeds the case's noise.
+            lesion_intensity: uncond_synth only, see the module docstring.
+            mask_name: how error messages name the mask (e.g. its file).
+            progress: show a progress bar over the crop batches.
+        """
+        model = self.model
+        self._check_inputs(images, mask, mask_name)
+        geometry = Geometry.of(images[0])
+        if not mask.any():
+            logger.warning("%s is empty; the output is the input unchanged.", mask_name)
+            return PredictionResult([sitk.Image(image) for image in images], np.zeros(mask.shape, bool), 0, 0)
+        dilation = model.mask_dilation
+        region = dilate_mask(mask, spacing=geometry.spacing, shape=dilation["shape"], radius_mm=dilation["radius_mm"])
+        arrays, properties = preprocess_images(images, None, None, model.preprocessing_config, None, mask_name)
+        brain = arrays["brain"].astype(bool)
+        if not (coverage_in_preprocessed_space(mask, properties) > COVERAGE_THRESHOLD)[brain].any():
+            raise LdiffError(f"{mask_name}: no mask voxel lies inside the brain found in the image; check that the "
+                             f"mask belongs to this image (same subject, same space).")
+        coverage = coverage_in_preprocessed_space(region, properties)
+        paint = (coverage > COVERAGE_THRESHOLD) & brain
+        start = arrays["image"]
+        if model.task.paints_lesions and not model.task.conditional:
+            start = self._with_coarse_lesions(arrays, properties, mask, paint, lesion_intensity)
+        try:
+            plan = plan_rois(paint, model.stack_depth, model.patch_size, model.downsampling_factor,
+                             self.options.context_margin, self.options.context_slices, self.options.whole_slices)
+        except ValueError as error:  # e.g. more context slices than the model's stacks hold
+            raise LdiffError(f"Invalid cropping options for this model: {error}") from None
+        calls_before = self.network_calls
+        painted = self._sample(start, paint, plan, seed, progress)
+        painted_on_grid = sitk.GetArrayFromImage(restore_to_original(paint, properties, None, is_mask=True)) > 0
+        changed = region & painted_on_grid
+        outputs = []
+        for channel, image in enumerate(images):
+            restored = sitk.GetArrayFromImage(restore_to_original(painted[channel], properties, channel))
+            values = sitk.GetArrayFromImage(image)
+            values[changed] = cast_to_dtype(restored[changed], values.dtype)
+            outputs.append(array_to_image(values, geometry))
+        return PredictionResult(outputs, changed, len(plan.crops), self.network_calls - calls_before)
+
+    def _check_inputs(self, images: list[sitk.Image], mask: np.ndarray, mask_name: str) -> None:
+        names = self.model.channel_names
+        if len(images) != self.model.num_channels:
+            raise LdiffError(f"the model {self.model.folder} expects {self.model.num_channels} channel(s) "
+                             f"({', '.join(names)}) but got {len(images)} image(s); give them in that order or "
+                             f"choose a model trained on your channels.")
+        reference = Geometry.of(images[0])
+        for index, image in enumerate(images[1:], start=1):
+            mismatch = geometry_mismatch(reference, Geometry.of(image))
+            if mismatch is not None:
+                raise LdiffError(f"channel {index} ({names[index] if index < len(names) else '?'}): its grid differs "
+                                 f"from channel 0's ({mismatch}).")
+        if mask.shape != tuple(reversed(reference.size)):
+            raise LdiffError(f"{mask_name}: has shape {mask.shape}, the image {tuple(reversed(reference.size))}.")
+
+    def _with_coarse_lesions(self, arrays: dict[str, np.ndarray], properties: dict, mask: np.ndarray,
+                             paint: np.ndarray, lesion_intensity: Sequence[float | str] | None) -> np.ndarray:
+        """The preprocessed image (C, Z, Y, X) with a coarse lesion painted into the mask (uncond_synth).
+
+        Painted on the whole volume, not per crop, so the soft edge is the same in every crop. The
+        lesion covers the voxels mostly inside the undilated mask (any it touches, for a lesion
+        thinner than a preprocessed voxel); the dilated rim is left for the model to blend.
+        """
+        lesion = coverage_in_preprocessed_space(mask, properties)
+        core = (lesion >= 0.5) & paint
+        if not core.any():
+            core = (lesion > COVERAGE_THRESHOLD) & paint
+        normalizers = [PercentileNormalizer.from_dict(entry) for entry in properties["normalization"]]
+        values = lesion_intensities(self.model, arrays["image"], arrays["brain"].astype(bool), normalizers,
+                                    lesion_intensity)
+        painted = paint_coarse_lesion(torch.from_numpy(arrays["image"])[None], torch.from_numpy(core)[None, None],
+                                      torch.from_numpy(values))
+        return painted[0].numpy()
+
+    @torch.no_grad()
+    def _sample(self, image: np.ndarray, paint: np.ndarray, plan: RoiPlan, seed: int, progress: bool) -> np.ndarray:
+        """Sample every crop of ``plan`` starting from ``image`` (C, Z, Y, X) in [-1, 1] (for uncond_synth
+        holding the coarse lesions); returns ``image`` with the owned voxels replaced."""
+        model, device, task = self.model, self.model.device, self.model.task
+        generator = torch.Generator().manual_seed(int(seed))
+        result = image.copy()
+        batches = group_batches(plan.crops, self.batch_size)
+        for batch in tqdm(batches, desc="sampling", unit="batch", disable=not progress, leave=False):
+            known = torch.from_numpy(np.stack([extract(image, crop, BACKGROUND) for crop in batch])).to(device)
+            mask = torch.from_numpy(np.stack([extract(paint[None], crop, 0) for crop in batch])).to(device)
+            if not model.is_pseudo3d:  # (B, C, 1, H, W) -> (B, C, H, W)
+                known, mask = known[:, :, 0], mask[:, :, 0]
+            mask = mask.float()
+            condition = task.condition(known, mask)
+            model_fn = self._model_fn(condition)
+            if task.conditional:
+                sample = conditional_inpaint(self.sampler, model_fn, known, mask, generator)
+            elif not task.paints_lesions:
+                sample = self.sampler.sample(model_fn, known, mask, generator)
+            else:
+                sample = synthesise_by_partial_noising(self.sampler, model_fn, known, mask, self.options.t0, generator)
+            sample = sample.float().cpu().numpy()
+            if not model.is_pseudo3d:
+                sample = sample[:, :, None]
+            for crop, values in zip(batch, sample):
+                paste_owned(result, values, plan, crop)
+        return result
+
+    def _model_fn(self, condition: torch.Tensor | None) -> Any:
+        network, task, device = self.model.network, self.model.task, self.model.device
+
+        def model_fn(x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+            self.network_calls += 1
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                return network(task.model_input(x, condition), timesteps).float()
+
+        return model_fn
+
+    def with_options(self, **changes: Any) -> "Predictor":
+        """A predictor sharing this one's loaded network, with some :class:`SamplingOptions` changed."""
+        return Predictor(self.model, dataclasses.replace(self.options, **changes))

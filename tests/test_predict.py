@@ -1,0 +1,410 @@
+"""Prediction library: ROI selection, the Predictor on every task, model loading and choice, bad inputs.
+
+Models are built by hand (``build_network`` + the trainer's checkpoint helpers, random weights) with
+the tiny network of the training tests, so a prediction takes a fraction of a second. Their output
+is noise-like, which is fine: these tests check geometry, pixel types, exactness outside the
+dilated mask, reproducibility and the error sentences, not quality.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from conftest import phantom_case
+from ldiff.errors import LdiffError
+from ldiff.inference import model_loading
+from ldiff.inference.model_loading import choose_model_folder, load_model
+from ldiff.inference.predictor import Predictor, lesion_intensities
+from ldiff.inference.roi import BACKGROUND, extract, group_batches, owned_voxels, plan_rois
+from ldiff.io import save_json_atomic
+from ldiff.masks import dilate_mask
+from ldiff.networks import build_network
+from ldiff.preprocessing import PercentileNormalizer
+from ldiff.tasks import TASKS, get_task
+from ldiff.training import checkpoints
+from training_fixtures import TINY_NETWORK
+
+TASK_NAMES = tuple(TASKS)
+SPACING = (1.0, 1.2, 2.0)  # anisotropic, resampled to the plan's 1 mm
+# A 90 degree rotation about z: not the identity, so reorientation and its inverse are exercised.
+DIRECTION = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+ORIGIN = (3.0, -4.0, 5.0)
+FAST = {"steps": 3}
+FAST_REPAINT = {"steps": 3, "jump_length": 1, "resamplings": 2}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions are 10-20 times slower with OpenMP threads fighting on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_plans(dataset_name: str = "Dataset901_Tiny", channel_names=("T1w", "FLAIR")) -> dict:
+    def configuration(architecture: str, stack_depth: int) -> dict:
+        return {"slice_axis": 0, "slice_size": [48, 48], "patch_size": [16, 16], "stack_depth": stack_depth,
+                "network": {"architecture": architecture, "in_channels": 1, "out_channels": 1, **TINY_NETWORK},
+                "batch_size": 2, "num_training_steps": 4, "learning_rate": 1e-3, "warmup_steps": 2}
+
+    return {"dataset_name": dataset_name, "channel_names": list(channel_names), "orientation": "RAS",
+            "data_identifier": "ldiffPlans_1x1x1mm", "target_spacing": [1.0, 1.0, 1.0],
+            "normalization": {"scheme": "percentile_clip", "lower_percentile": 0.5, "upper_percentile": 99.5},
+            "wm_channel": 0, "mask_dilation": {"radius_voxels": 1, "radius_mm": 1.0, "shape": "ball"},
+            "diffusion": {"num_train_timesteps": 1000},
+            "configurations": {"2d": configuration("unet2d", 1), "p3d": configuration("unet_p3d", 3)}}
+
+
+def make_model_folder(root: Path, task_name: str, config_name: str = "p3d", dataset_name: str = "Dataset901_Tiny",
+                      channel_names=("T1w", "FLAIR"), fold: str = "0", latest: bool = False) -> Path:
+    """A results fold folder with model.json and checkpoint_final.pth (or checkpoint_latest.pth), random weights."""
+    plans = tiny_plans(dataset_name, channel_names)
+    task = get_task(task_name)
+    network_config = {**plans["configurations"][config_name]["network"],
+                      "in_channels": task.in_channels(len(channel_names)), "out_channels": len(channel_names)}
+    torch.manual_seed(0)
+    network = build_network(network_config)
+    description = checkpoints.model_description(plans, {}, dataset_name, task, config_name, network_config,
+                                                {"batch_size": 2})
+    folder = root / dataset_name / f"{task_name}__{config_name}" / f"fold_{fold}"
+    save_json_atomic(description, folder / "model.json")
+    if latest:
+        state = {"format_version": checkpoints.CHECKPOINT_FORMAT_VERSION, "kind": "latest", "step": 1,
+                 "model": {k: torch.zeros_like(v) for k, v in network.state_dict().items()},
+                 "ema": {"decay": 0.9, "warmup": True, "num_updates": 1, "weights": network.state_dict()}}
+        checkpoints.save_checkpoint(state, folder / checkpoints.LATEST_NAME)
+    else:
+        state = checkpoints.final_checkpoint_state(1, network.state_dict(), description)
+        checkpoints.save_checkpoint(state, folder / checkpoints.FINAL_NAME)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[tuple[str, str], Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {(task, config): make_model_folder(root, task, config) for task in TASK_NAMES for config in ("2d", "p3d")}
+
+
+def as_image(array: np.ndarray, dtype=np.float32, spacing=SPACING) -> sitk.Image:
+    image = sitk.GetImageFromArray(array.astype(dtype))
+    image.SetSpacing(spacing)
+    image.SetOrigin(ORIGIN)
+    image.SetDirection(DIRECTION)
+    return image
+
+
+@pytest.fixture(scope="module")
+def case() -> tuple[list[sitk.Image], np.ndarray]:
+    """int16 T1 and float32 FLAIR phantoms (36 x 44 x 40) with two lesions, on a rotated anisotropic grid."""
+    t1, flair, lesion, _ = phantom_case(lesion_centres=((18, 22, 14), (20, 24, 27)))
+    return [as_image(np.rint(t1), np.int16), as_image(flair)], lesion.astype(bool)
+
+
+def dilated(mask: np.ndarray) -> np.ndarray:
+    return dilate_mask(mask, spacing=SPACING, radius_mm=1.0, shape="ball")
+
+
+def arrays_of(images: list[sitk.Image]) -> list[np.ndarray]:
+    return [sitk.GetArrayFromImage(image) for image in images]
+
+
+def options_for(task: str) -> dict:
+    return FAST_REPAINT if task == "uncond_fill" else FAST
+
+
+# ---- ROI selection ----------------------------------------------------------------------------------
+def random_mask(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    for _ in range(int(rng.integers(1, 10))):
+        centre = [int(rng.integers(0, s)) for s in shape]
+        radius = int(rng.integers(0, 4))
+        mask[tuple(slice(max(c - radius, 0), c + radius + 1) for c in centre)] = True
+    return mask
+
+
+@pytest.mark.parametrize("stack_depth", [1, 3, 8])
+@pytest.mark.parametrize("factor", [1, 4, 16])
+def test_rois_cover_every_mask_voxel_exactly_once_with_crops_of_the_factor(stack_depth, factor):
+    rng = np.random.default_rng(stack_depth * 100 + factor)
+    for trial in range(12):
+        shape = (int(rng.integers(4, 30)), int(rng.integers(8, 70)), int(rng.integers(8, 70)))
+        mask = random_mask(rng, shape)
+        whole = trial % 4 == 3
+        plan = plan_rois(mask, stack_depth, (32, 48), factor, margin=int(rng.integers(0, 12)), whole_slices=whole)
+        writes = np.zeros(shape, np.int64)
+        slice_owners: dict[tuple[int, int], int] = {}
+        for crop in plan.crops:
+            depth, height, width = crop.shape
+            assert depth == stack_depth and height % factor == 0 and width % factor == 0
+            assert height >= min(32, -(-shape[1] // factor) * factor) and width >= min(48, -(-shape[2] // factor) * factor)
+            assert all(crop.start[0] <= z < crop.stop[0] for z in crop.owned_slices)
+            for z in crop.owned_slices:
+                key = (crop.region, z)
+                assert key not in slice_owners, "a slice of a region is taken from two stacks"
+                slice_owners[key] = 1
+            volume_index, crop_index = owned_voxels(plan, crop)
+            assert all(((index >= 0) & (index < size)).all() for index, size in zip(crop_index, crop.shape))
+            np.add.at(writes, volume_index, 1)
+        assert np.array_equal(writes, mask.astype(np.int64)), "every mask voxel once, nothing else"
+        masked_slices = set(np.flatnonzero(mask.any(axis=(1, 2))))
+        assert {z for _, z in slice_owners} == masked_slices
+
+
+def test_a_stack_is_centred_on_the_slices_it_fills_with_context_on_both_sides():
+    mask = np.zeros((40, 32, 32), bool)
+    mask[5, 10:14, 10:14] = True                 # one slice: the stack is centred on it, as in training
+    mask[20:30, 10:14, 10:14] = True             # ten slices: chunks of at most 8 - 2 * 2 = 4
+    plan = plan_rois(mask, stack_depth=8, min_size=(16, 16), factor=4, margin=2)
+    by_slices = {crop.owned_slices: crop for crop in plan.crops}
+    assert by_slices[(5,)].start[0] == 5 - 8 // 2
+    long_run = sorted((crop for crop in plan.crops if crop.owned_slices[0] >= 20), key=lambda crop: crop.start[0])
+    assert [len(crop.owned_slices) for crop in long_run] == [4, 3, 3]
+    for crop in long_run:
+        assert crop.owned_slices[0] - crop.start[0] >= 2 and crop.stop[0] - 1 - crop.owned_slices[-1] >= 2
+
+
+def test_near_lesions_share_a_crop_distant_ones_get_their_own():
+    mask = np.zeros((6, 200, 200), bool)
+    mask[2, 20:23, 20:23] = mask[2, 30:33, 30:33] = True   # 10 voxels apart: one 32 x 32 crop holds both
+    mask[2, 170:173, 170:173] = True                        # far away
+    plan = plan_rois(mask, 1, (32, 32), 8, margin=4)
+    assert len(plan.crops) == 2 and {crop.shape for crop in plan.crops} == {(1, 32, 32)}
+
+
+def test_crops_outside_the_volume_are_padded_with_background():
+    volume = np.arange(2 * 4 * 6 * 6, dtype=np.float32).reshape(2, 4, 6, 6)
+    mask = np.zeros((4, 6, 6), bool)
+    mask[0, 0, 0] = True
+    crop = plan_rois(mask, 3, (8, 8), 8, margin=0).crops[0]
+    assert crop.start == (-1, -1, -1) and crop.shape == (3, 8, 8)
+    patch = extract(volume, crop, BACKGROUND)
+    assert np.all(patch[:, 0] == BACKGROUND) and np.all(patch[:, :, 0] == BACKGROUND) and np.all(patch[:, :, :, 7] == BACKGROUND)
+    assert np.array_equal(patch[:, 1:3, 1:7, 1:7], volume[:, 0:2])
+
+
+def test_batches_hold_one_shape_and_at_most_the_batch_size():
+    mask = np.zeros((10, 120, 120), bool)
+    for z in range(10):
+        mask[z, 5:8, 5:8] = True
+    mask[4, 20:110, 60:62] = True  # a tall region: a larger crop of its own
+    plan = plan_rois(mask, 1, (16, 16), 8, margin=0)
+    batches = group_batches(plan.crops, 3)
+    assert [crop for batch in batches for crop in batch] == sorted(plan.crops, key=lambda crop: crop.shape != batches[0][0].shape)
+    assert len({crop.shape for crop in plan.crops}) == 2
+    assert all(len(batch) <= 3 and len({crop.shape for crop in batch}) == 1 for batch in batches)
+
+
+# ---- the Predictor on every task --------------------------------------------------------------------
+@pytest.mark.parametrize("config_name", ["2d", "p3d"])
+@pytest.mark.parametrize("task_name", TASK_NAMES)
+def test_every_task_keeps_the_grid_the_pixel_type_and_every_voxel_outside_the_dilated_mask(models, case, task_name,
+                                                                                          config_name):
+    images, lesion = case
+    predictor = Predictor.from_folder(models[(task_name, config_name)], **options_for(task_name))
+    result = predictor.predict(images, lesion, seed=3)
+    region = dilated(lesion)
+    assert result.crops > 0 and result.network_calls > 0 and result.changed.any()
+    assert not (result.changed & ~region).any()
+    for source, output in zip(images, result.images):
+        assert output.GetPixelID() == source.GetPixelID()
+        assert output.GetSize() == source.GetSize() and output.GetSpacing() == source.GetSpacing()
+        assert output.GetOrigin() == source.GetOrigin() and output.GetDirection() == source.GetDirection()
+        before, after = sitk.GetArrayFromImage(source), sitk.GetArrayFromImage(output)
+        assert np.array_equal(before[~region].view(np.uint8), after[~region].view(np.uint8)), "bit for bit outside"
+        assert np.mean(before[lesion] != after[lesion]) > 0.9, "the model's output replaces the lesion"
+        assert np.all(np.isfinite(after))
+
+
+@pytest.mark.parametrize("task_name", ["cond_fill", "uncond_fill", "uncond_synth"])
+def test_same_seed_same_output_other_seed_other_output(models, case, task_name):
+    images, lesion = case
+    predictor = Predictor.from_folder(models[(task_name, "p3d")], **options_for(task_name))
+    first = arrays_of(predictor.predict(images, lesion, seed=7).images)
+    again = arrays_of(predictor.predict(images, lesion, seed=7).images)
+    other = arrays_of(predictor.predict(images, lesion, seed=8).images)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[1], other[1])
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "dpm_solver"])
+def test_other_conditional_samplers_keep_the_outside(models, case, sampler):
+    images, lesion = case
+    result = Predictor.from_folder(models[("cond_fill", "2d")], sampler=sampler, steps=4).predict(images, lesion)
+    outside = ~dilated(lesion)
+    assert all(np.array_equal(a[outside], b[outside]) for a, b in zip(arrays_of(images), arrays_of(result.images)))
+
+
+def test_numpy_api_returns_the_same_shape_and_dtype(models, case):
+    _, lesion = case
+    volumes = np.stack(arrays_of(case[0])).astype(np.int16)
+    predictor = Predictor.from_folder(models[("cond_fill", "p3d")], **FAST)
+    filled = predictor.fill(volumes, lesion, spacing=SPACING, seed=1)
+    assert filled.dtype == np.int16 and filled.shape == volumes.shape
+    outside = ~dilated(lesion)
+    assert np.array_equal(filled[:, outside], volumes[:, outside]) and not np.array_equal(filled, volumes)
+    assert np.array_equal(filled, predictor.fill(volumes, lesion.astype(np.uint8), spacing=SPACING, seed=1))
+    images = predictor.fill(case[0], as_image(lesion, np.uint8), seed=1)
+    assert isinstance(images, list) and images[0].GetPixelID() == sitk.sitkInt16
+
+
+def test_synthesis_api_and_its_lesion_intensity(models, case):
+    images, lesion = case
+    predictor = Predictor.from_folder(models[("uncond_synth", "2d")], t0=-1)  # no noise: the coarse lesion itself
+    flair_before = sitk.GetArrayFromImage(images[1])
+    bright = sitk.GetArrayFromImage(predictor.synthesise(images, lesion, lesion_intensity=["p1", "p99"])[1])
+    dark = sitk.GetArrayFromImage(predictor.synthesise(images, lesion, lesion_intensity=[-1.0])[1])
+    core = lesion & (dilate_mask(~lesion, 1) == 0)  # the lesion's interior, away from the soft edge
+    assert bright[core].mean() > flair_before[~lesion & (flair_before > 0)].mean() > dark[core].mean()
+    with pytest.raises(LdiffError, match="cannot fill"):
+        predictor.fill(images, lesion)
+
+
+def test_inside_the_mask_the_output_is_the_model_output_through_the_inverse_normalisation(models, case):
+    """With t0 = -1 the uncond_synth "model output" is the coarse lesion itself: a known value in [-1, 1]."""
+    from ldiff.preprocessing import preprocess_images
+
+    images = [as_image(array, dtype, spacing=(1.0, 1.0, 1.0)) for array, dtype in
+              zip(arrays_of(case[0]), (np.int16, np.float32))]  # at the plan's spacing: no resampling blur
+    lesion = case[1]
+    predictor = Predictor.from_folder(models[("uncond_synth", "p3d")], t0=-1)
+    outputs = arrays_of(predictor.predict(images, lesion, lesion_intensity=[0.5]).images)
+    _, properties = preprocess_images(images, None, None, predictor.model.preprocessing_config, None, "case")
+    interior = dilate_mask(~lesion, 2) == 0
+    assert interior.sum() > 10
+    for channel, output in enumerate(outputs):
+        normalizer = PercentileNormalizer.from_dict(properties["normalization"][channel])
+        expected = normalizer.denormalize(np.array([0.5]))[0]
+        assert np.abs(output[interior] - expected).max() <= 0.01 * (normalizer.high - normalizer.low) + 0.5
+
+
+def test_lesion_intensity_comes_from_the_fingerprint_relative_to_the_brain_percentiles(models):
+    model = load_model(models[("uncond_synth", "2d")])
+    fingerprint = {"intensity_median_of_cases": {
+        "T1w": {"brain": {"0.5": 100.0, "99.5": 300.0}, "lesion": {"50": 150.0}},
+        "FLAIR": {"brain": {"0.5": 0.0, "99.5": 1000.0}, "lesion": {"50": 900.0}}}}
+    save_json_atomic(fingerprint, model.folder / "fingerprint.json")
+    try:
+        image = np.linspace(-1, 1, 2 * 1000, dtype=np.float32).reshape(2, 10, 10, 10)
+        brain = np.ones((10, 10, 10), bool)
+        normalizers = [PercentileNormalizer(0.0, 1.0, 0.5, 99.5)] * 2
+        assert lesion_intensities(model, image, brain, normalizers, None) == pytest.approx([-0.5, 0.8])
+        (model.folder / "fingerprint.json").unlink()
+        defaults = lesion_intensities(model, image, brain, normalizers, None)  # p10 for T1w, p99 for FLAIR
+        assert defaults == pytest.approx([np.percentile(image[0], 10), np.percentile(image[1], 99)])
+    finally:
+        (model.folder / "fingerprint.json").unlink(missing_ok=True)
+
+
+# ---- bad inputs ---------------------------------------------------------------------------------------
+def test_empty_mask_gives_the_input_back_with_a_warning(models, case, caplog):
+    images, lesion = case
+    with caplog.at_level(logging.WARNING, logger="ldiff"):
+        result = Predictor.from_folder(models[("cond_fill", "2d")], **FAST).predict(images, np.zeros_like(lesion))
+    assert "empty" in caplog.text and result.network_calls == 0
+    assert all(np.array_equal(a, b) for a, b in zip(arrays_of(images), arrays_of(result.images)))
+
+
+def test_mask_outside_the_brain_is_one_sentence(models, case):
+    images, lesion = case
+    outside = np.zeros_like(lesion)
+    outside[0, 0, 0:3] = True
+    with pytest.raises(LdiffError, match="no mask voxel lies inside the brain"):
+        Predictor.from_folder(models[("cond_fill", "2d")], **FAST).predict(images, outside, mask_name="m.nii.gz")
+
+
+def test_bad_arrays_and_channel_counts_are_one_sentence(models, case):
+    images, lesion = case
+    predictor = Predictor.from_folder(models[("cond_fill", "2d")], **FAST)
+    volumes = np.stack(arrays_of(images)).astype(np.float32)
+    with pytest.raises(LdiffError, match="not binary"):
+        predictor.fill(volumes, lesion * 2)
+    with pytest.raises(LdiffError, match="has shape"):
+        predictor.fill(volumes, lesion[:-1])
+    broken = volumes.copy()
+    broken[0, 3, 3, 3] = np.nan
+    with pytest.raises(LdiffError, match="NaN or Inf"):
+        predictor.fill(broken, lesion)
+    with pytest.raises(LdiffError, match=r"expects 2 channel\(s\) \(T1w, FLAIR\) but got 1 image"):
+        predictor.fill(volumes[:1], lesion)
+    shifted = sitk.Image(images[1])
+    shifted.SetOrigin((0.0, 0.0, 0.0))
+    with pytest.raises(LdiffError, match="grid differs"):
+        predictor.fill([images[0], shifted], lesion)
+
+
+def test_another_task_or_a_sampler_the_task_cannot_use_is_refused(models):
+    with pytest.raises(LdiffError, match="holds a cond_fill model, not uncond_fill"):
+        Predictor.from_folder(models[("cond_fill", "2d")], task="uncond_fill")
+    with pytest.raises(LdiffError, match="--sampler repaint is for unconditional"):
+        Predictor.from_folder(models[("cond_fill", "2d")], sampler="repaint")
+    with pytest.raises(LdiffError, match="use --sampler repaint"):
+        Predictor.from_folder(models[("uncond_fill", "2d")], sampler="ddim")
+    with pytest.raises(LdiffError, match="steps must be >= 1"):
+        Predictor.from_folder(models[("cond_fill", "2d")], steps=0)
+
+
+# ---- model loading and automatic choice ---------------------------------------------------------------
+def test_latest_checkpoint_loads_the_ema_weights(tmp_path):
+    folder = make_model_folder(tmp_path, "cond_fill", "2d", latest=True)
+    model = load_model(folder, "latest")
+    saved = torch.load(folder / checkpoints.LATEST_NAME, weights_only=True)
+    loaded = model.network.state_dict()
+    assert all(torch.equal(loaded[name], value) for name, value in saved["ema"]["weights"].items())
+    assert any(not torch.equal(loaded[name], value) for name, value in saved["model"].items())
+    with pytest.raises(LdiffError, match="try -chk latest"):
+        load_model(folder, "final")
+
+
+def test_damaged_checkpoint_and_missing_model_json_are_one_sentence(tmp_path):
+    folder = make_model_folder(tmp_path, "cond_fill", "2d")
+    (folder / checkpoints.FINAL_NAME).write_bytes(b"not a checkpoint")
+    with pytest.raises(LdiffError, match="cannot be read as an ldiff checkpoint"):
+        load_model(folder)
+    with pytest.raises(LdiffError, match="is not a model folder"):
+        load_model(tmp_path)
+
+
+@pytest.fixture
+def no_demo_models(tmp_path, monkeypatch) -> Path:
+    demos = tmp_path / "demo_models"
+    demos.mkdir()
+    monkeypatch.setattr(model_loading, "demo_models_root", lambda: demos)
+    return demos
+
+
+def test_the_single_trained_model_is_chosen_and_several_are_listed(data_roots, no_demo_models):
+    results = data_roots["ldiff_results"]
+    with pytest.raises(LdiffError, match="No trained model"):
+        choose_model_folder()
+    first = make_model_folder(results, "cond_fill", "2d")
+    assert choose_model_folder() == first
+    make_model_folder(no_demo_models.parent / "demo", "cond_fill", "p3d").rename(no_demo_models / "demo_a")
+    assert choose_model_folder() == first, "the user's own model beats the demo model"
+    second = make_model_folder(results, "uncond_fill", "p3d", fold="all")
+    with pytest.raises(LdiffError) as error:
+        choose_model_folder()
+    message = str(error.value)
+    assert "3 trained models match" in message and str(first) in message and str(second) in message
+    assert "\n" not in message
+    assert choose_model_folder(task="uncond_fill") == second
+    assert choose_model_folder(dataset="901", config_name="2d", fold="0") == first
+    assert choose_model_folder(model_folder=second.parent) == second  # a TASK__CONFIG folder with one fold
+
+
+def test_demo_models_are_preferred_by_channels_and_cond_fill(data_roots, no_demo_models):
+    staging = no_demo_models.parent / "staging"
+    for name, task, channels in (("synth", "cond_synth", ("FLAIR",)), ("t1", "cond_fill", ("T1w",)),
+                                 ("both", "cond_fill", ("T1w", "FLAIR"))):
+        make_model_folder(staging / name, task, "2d", channel_names=channels).rename(no_demo_models / name)
+    assert choose_model_folder(num_input_channels=1) == no_demo_models / "t1"
+    assert choose_model_folder(num_input_channels=2) == no_demo_models / "both"
+    assert choose_model_folder(task="cond_synth") == no_demo_models / "synth"
+    saved = json.loads((no_demo_models / "t1" / "model.json").read_text())
+    assert saved["task"] == "cond_fill"
