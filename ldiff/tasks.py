@@ -8,10 +8,13 @@ task             conditional  training masks, target and loss
 ``cond_fill``    yes          paint healthy tissue inside a mask drawn by the MaskSampler (real lesion
                               shapes moved onto healthy WM, or synthetic WM ellipsoids). Real lesions
                               are voided in the conditioning and excluded from the loss, so the
-                              filler never learns to paint lesions.
+                              filler never learns to paint lesions. The loss counts only the painted
+                              region: the known region is pasted back at prediction, and counting it
+                              would drown the painting signal in a trivial copying task.
 ``uncond_fill``  no           an unconditional model of healthy anatomy (real lesions excluded from the
                               loss); inpainting happens at sampling time with RePaint.
-``cond_synth``   yes          paint lesion tissue inside the real (dilated) lesions.
+``cond_synth``   yes          paint lesion tissue inside the real (dilated) lesions (the loss counts
+                              only that region, as for cond_fill).
 ``uncond_synth`` no           an unconditional model of MS anatomy, lesions included.
 ===============  ===========  ==========================================================================
 
@@ -85,14 +88,15 @@ class Task:
         real = dilate_mask(lesion.astype(bool), dilation_radius, spacing) & brain.astype(bool) if lesion.any() else np.zeros(lesion.shape, bool)
         if self.paints_lesions:
             paint = real if self.conditional else np.zeros_like(real)
-            loss = np.ones(real.shape, bool)
+            loss = paint.copy() if self.conditional else np.ones(real.shape, bool)
         else:
             if self.conditional:
                 draw = mask_sampler.sample_slice_mask if lesion.ndim == 2 else mask_sampler.sample_volume_mask
                 paint = draw(wm.astype(bool), brain.astype(bool), rng, forbidden=real) | real
+                loss = paint & ~real
             else:
                 paint = np.zeros_like(real)
-            loss = ~real
+                loss = ~real
         return paint.astype(np.float32), loss.astype(np.float32)
 
 

@@ -21,7 +21,8 @@ from ldiff.errors import LdiffError
 from ldiff.inference import model_loading
 from ldiff.inference.model_loading import choose_model_folder, load_model
 from ldiff.inference.predictor import Predictor, lesion_intensities
-from ldiff.inference.roi import BACKGROUND, extract, group_batches, owned_voxels, plan_rois
+from ldiff.inference.roi import (BACKGROUND, coverage_in_preprocessed_space, extract, group_batches, owned_voxels,
+                                 plan_rois)
 from ldiff.io import save_json_atomic
 from ldiff.masks import dilate_mask
 from ldiff.networks import build_network
@@ -143,7 +144,8 @@ def test_rois_cover_every_mask_voxel_exactly_once_with_crops_of_the_factor(stack
         for crop in plan.crops:
             depth, height, width = crop.shape
             assert depth == stack_depth and height % factor == 0 and width % factor == 0
-            assert height >= min(32, -(-shape[1] // factor) * factor) and width >= min(48, -(-shape[2] // factor) * factor)
+            assert height >= min(32, -(-shape[1] // factor) * factor)
+            assert width >= min(48, -(-shape[2] // factor) * factor)
             assert all(crop.start[0] <= z < crop.stop[0] for z in crop.owned_slices)
             for z in crop.owned_slices:
                 key = (crop.region, z)
@@ -157,17 +159,19 @@ def test_rois_cover_every_mask_voxel_exactly_once_with_crops_of_the_factor(stack
         assert {z for _, z in slice_owners} == masked_slices
 
 
-def test_a_stack_is_centred_on_the_slices_it_fills_with_context_on_both_sides():
+@pytest.mark.parametrize("context, chunks", [(None, [5, 5]), (2, [4, 3, 3])])
+def test_a_stack_is_centred_on_the_slices_it_fills_with_context_on_both_sides(context, chunks):
     mask = np.zeros((40, 32, 32), bool)
-    mask[5, 10:14, 10:14] = True                 # one slice: the stack is centred on it, as in training
-    mask[20:30, 10:14, 10:14] = True             # ten slices: chunks of at most 8 - 2 * 2 = 4
-    plan = plan_rois(mask, stack_depth=8, min_size=(16, 16), factor=4, margin=2)
+    mask[5, 10:14, 10:14] = True             # one slice: the stack is centred on it, as in training
+    mask[20:30, 10:14, 10:14] = True         # ten slices: chunks of at most 8 - 2 * context (default 1)
+    plan = plan_rois(mask, stack_depth=8, min_size=(16, 16), factor=4, margin=2, context_slices=context)
     by_slices = {crop.owned_slices: crop for crop in plan.crops}
     assert by_slices[(5,)].start[0] == 5 - 8 // 2
     long_run = sorted((crop for crop in plan.crops if crop.owned_slices[0] >= 20), key=lambda crop: crop.start[0])
-    assert [len(crop.owned_slices) for crop in long_run] == [4, 3, 3]
+    assert [len(crop.owned_slices) for crop in long_run] == chunks
     for crop in long_run:
-        assert crop.owned_slices[0] - crop.start[0] >= 2 and crop.stop[0] - 1 - crop.owned_slices[-1] >= 2
+        margin = context or 1
+        assert crop.owned_slices[0] - crop.start[0] >= margin and crop.stop[0] - 1 - crop.owned_slices[-1] >= margin
 
 
 def test_near_lesions_share_a_crop_distant_ones_get_their_own():
@@ -185,7 +189,8 @@ def test_crops_outside_the_volume_are_padded_with_background():
     crop = plan_rois(mask, 3, (8, 8), 8, margin=0).crops[0]
     assert crop.start == (-1, -1, -1) and crop.shape == (3, 8, 8)
     patch = extract(volume, crop, BACKGROUND)
-    assert np.all(patch[:, 0] == BACKGROUND) and np.all(patch[:, :, 0] == BACKGROUND) and np.all(patch[:, :, :, 7] == BACKGROUND)
+    assert np.all(patch[:, 0] == BACKGROUND) and np.all(patch[:, :, 0] == BACKGROUND)
+    assert np.all(patch[:, :, :, 7] == BACKGROUND)
     assert np.array_equal(patch[:, 1:3, 1:7, 1:7], volume[:, 0:2])
 
 
@@ -196,9 +201,24 @@ def test_batches_hold_one_shape_and_at_most_the_batch_size():
     mask[4, 20:110, 60:62] = True  # a tall region: a larger crop of its own
     plan = plan_rois(mask, 1, (16, 16), 8, margin=0)
     batches = group_batches(plan.crops, 3)
-    assert [crop for batch in batches for crop in batch] == sorted(plan.crops, key=lambda crop: crop.shape != batches[0][0].shape)
+    first_shape = batches[0][0].shape
+    in_batch_order = sorted(plan.crops, key=lambda crop: crop.shape != first_shape)
+    assert [crop for batch in batches for crop in batch] == in_batch_order
     assert len({crop.shape for crop in plan.crops}) == 2
     assert all(len(batch) <= 3 and len({crop.shape for crop in batch}) == 1 for batch in batches)
+
+
+def test_the_mask_carried_into_the_model_space_maps_back_over_every_mask_voxel(case):
+    from ldiff.preprocessing import preprocess_images, restore_to_original
+
+    images, lesion = case
+    region = dilated(lesion)
+    config = {"target_spacing": [1.0, 0.9, 0.8], "normalization": tiny_plans()["normalization"]}
+    arrays, properties = preprocess_images(images, None, None, config, None, "case")
+    coverage = coverage_in_preprocessed_space(region, properties)
+    assert coverage.shape == arrays["brain"].shape and 0 <= coverage.min() and coverage.max() <= 1
+    back = sitk.GetArrayFromImage(restore_to_original(coverage > 0, properties, None, is_mask=True)) > 0
+    assert back[region].all()
 
 
 # ---- the Predictor on every task --------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ldiff.errors import LdiffError
 from ldiff.inference import files
 from ldiff.inference.files import ModelChoice, predict_files
 from ldiff.inference.predictor import SamplingOptions
-from test_predict import SPACING, as_image, dilated, make_model_folder, one_thread  # noqa: F401 (fixture)
+from test_predict import as_image, dilated, make_model_folder, one_thread  # noqa: F401 (an autouse fixture)
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 FAST = SamplingOptions(steps=2)
@@ -114,7 +114,8 @@ def test_folder_mode_writes_every_case_and_channel(tmp_path, model_folder):
     assert sorted(path.name for path in written) == sorted(f"{c}_{k}.nii.gz" for c in CASES for k in ("0000", "0001"))
     for case in CASES:
         for channel in ("0000", "0001"):
-            assert_outside_unchanged(images / f"{case}_{channel}.nii.gz", out / f"{case}_{channel}.nii.gz", lesions[case])
+            name = f"{case}_{channel}.nii.gz"
+            assert_outside_unchanged(images / name, out / name, lesions[case])
     assert not list(out.glob(".*tmp*")), "an atomic write left a temporary file behind"
 
 
@@ -125,7 +126,8 @@ def test_continue_skips_finished_cases_and_redoes_a_case_with_a_missing_output(t
     (out / "case_b_0001.nii.gz").unlink()
     done = []
     original = files.predict_case
-    monkeypatch.setattr(files, "predict_case", lambda predictor, job, *rest: done.append(job.case) or original(predictor, job, *rest))
+    monkeypatch.setattr(files, "predict_case",
+                        lambda predictor, job, *rest: done.append(job.case) or original(predictor, job, *rest))
     run(images, out, model_folder, continue_run=True)
     assert done == ["case_b"] and (out / "case_b_0001.nii.gz").is_file()
     assert run(images, out, model_folder, continue_run=True) == [] and done == ["case_b"]

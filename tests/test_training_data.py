@@ -129,11 +129,12 @@ def test_cond_fill_voids_dilated_real_lesions_and_excludes_them_from_the_loss(da
     with_lesions = 0
     for index in range(30):
         sample = source.draw(1, index)
-        excluded = sample.loss_mask[0] == 0
-        # The fixture's lesions lie deep in the brain, so the excluded region is exactly their dilation.
-        assert np.array_equal(excluded, dilate_mask(sample.lesion, 1, PLANS["target_spacing"]))
-        assert (sample.paint_mask[0][excluded] == 1).all()
-        assert (sample.paint_mask[0] * sample.loss_mask[0]).any()  # a synthetic region to learn from
+        # The fixture's lesions lie deep in the brain, so the voided real region is exactly their dilation.
+        real = dilate_mask(sample.lesion, 1, PLANS["target_spacing"])
+        assert (sample.paint_mask[0][real] == 1).all()
+        # Only the painted healthy tissue is scored: never a real lesion, never the (pasted-back) known region.
+        assert np.array_equal(sample.loss_mask[0] == 1, (sample.paint_mask[0] == 1) & ~real)
+        assert sample.loss_mask[0].any()  # a synthetic region to learn from
         with_lesions += bool(sample.lesion.any())
     assert 5 <= with_lesions <= 25  # lesion slices are oversampled, not exclusive
 
@@ -149,9 +150,11 @@ def test_synthesis_samples_always_hold_real_lesions(dataset, task, config):
         sample = source.draw(2, index)
         assert sample.case_id != HEALTHY and sample.lesion.any()
         assert sample.image.shape[-2:] == (16, 16)
-        assert (sample.loss_mask == 1).all()
         if task == "cond_synth":
             assert np.array_equal(sample.paint_mask[0] > 0, dilate_mask(sample.lesion, 1, PLANS["target_spacing"]))
+            assert np.array_equal(sample.loss_mask, sample.paint_mask)
+        else:
+            assert (sample.loss_mask == 1).all()
 
 
 def test_synthesis_without_any_lesion_is_an_error(dataset):
@@ -166,7 +169,7 @@ def test_validation_samples_are_deterministic_and_carry_paint_regions(dataset):
         assert _equal(first[task], validation_samples(dataset[1], CASES, PLANS, "p3d", get_task(task), num_samples=5))
         assert first[task]["image"].shape == (5, 2, 3, 48, 40)
         assert all(mask.any() for mask in first[task]["paint_mask"])  # also for the unconditional task
-    assert (first["cond_synth"]["loss_mask"] == 1).all()
+    assert np.array_equal(first["cond_synth"]["loss_mask"], first["cond_synth"]["paint_mask"])
     other_seed = validation_samples(dataset[1], CASES, PLANS, "p3d", get_task("uncond_fill"), num_samples=5, seed=1)
     assert not np.array_equal(first["uncond_fill"]["paint_mask"], other_seed["paint_mask"])
 

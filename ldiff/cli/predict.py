@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     masks.add_argument("--mask", help="the mask (0/1) of a single case: lesions to fill, or regions to put lesions in")
     masks.add_argument("--masks", metavar="DIR", help="folder of {case}.nii.gz masks (default: the input folder)")
     model = parser.add_argument_group("model (default: the one trained model found)")
-    model.add_argument("-m", "--model", metavar="MODEL_FOLDER", help="a model's fold folder (or its TASK__CONFIG folder with -f)")
+    model.add_argument("-m", "--model", metavar="MODEL_FOLDER",
+                       help="a model's fold folder (or its TASK__CONFIG folder with -f)")
     model.add_argument("-d", "--dataset", help="dataset id or name the model was trained on")
     model.add_argument("-c", "--configuration", help="2d or p3d")
     model.add_argument("-t", "--task", choices=TASK_CHOICES, help="the task the model must have been trained for")
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="in-plane context voxels around each lesion region (default 16; crops are at least the "
                           "training patch size)")
     sampling.add_argument("--context-slices", type=int,
-                          help="p3d: context slices on each side of the slices a stack fills (default stack depth // 4)")
+                          help="p3d: context slices on each side of the slices a stack fills (default 1 for "
+                          "8-slice stacks, 2 for 16)")
     sampling.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same output")
     run = parser.add_argument_group("run")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")

@@ -67,7 +67,8 @@ def plan_single(images: Sequence[Path], output: Path, mask: Path | None, masks_d
         outputs = (output / images[0].name if output.is_dir() else output,)
     else:
         if nifti_ending(output):
-            raise LdiffError(f"{output}: with several input images -o must be a folder (each output keeps its input's name).")
+            raise LdiffError(f"{output}: with several input images -o must be a folder (each output keeps its "
+                             f"input's name).")
         outputs = tuple(output / image.name for image in images)
     if len({path.name for path in outputs}) != len(outputs):
         raise LdiffError(f"{output}: two inputs share the file name {images[0].name}; rename one of them.")
@@ -105,7 +106,8 @@ def plan_jobs(inputs: Sequence[str | Path], output: str | Path, mask: str | Path
 def select_part(jobs: Sequence[FillJob], num_parts: int, part_id: int) -> list[FillJob]:
     """Cases ``part_id, part_id + num_parts, ...`` of the sorted cases: disjoint parts covering all."""
     if num_parts < 1 or not 0 <= part_id < num_parts:
-        raise LdiffError(f"--part-id must be in 0..{num_parts - 1} and --num-parts >= 1, got {part_id} and {num_parts}.")
+        raise LdiffError(f"--part-id must be in 0..{num_parts - 1} and --num-parts >= 1, got {part_id} and "
+                         f"{num_parts}.")
     ordered = sorted(jobs, key=lambda job: job.case)
     return ordered[part_id::num_parts]
 
@@ -131,8 +133,9 @@ def check_channels(job: FillJob, predictor: Predictor, single: bool) -> None:
     expected = f"{count} channel(s) ({', '.join(names)})"
     if single:
         if len(job.image_files) != count:
-            raise LdiffError(f"{job.image_files[0]}: -i got {len(job.image_files)} image(s) but the model {model.folder} "
-                             f"expects {expected}; give one file per channel in that order or choose another model.")
+            raise LdiffError(f"{job.image_files[0]}: -i got {len(job.image_files)} image(s) but the model "
+                             f"{model.folder} expects {expected}; give one file per channel in that order or choose "
+                             f"another model.")
         return
     ending = nifti_ending(job.image_files[0]) or ".nii.gz"
     present = {path.name for path in job.image_files}
@@ -156,7 +159,7 @@ def predict_case(predictor: Predictor, job: FillJob, seed: int, lesion_intensity
     """Predict one case and write its outputs (and preview); returns the paths written."""
     images, mask, _ = load_job(job)
     result = predictor.predict(images, mask, seed=case_seed(seed, job.case), lesion_intensity=lesion_intensity,
-                               mask_name=str(job.mask_file), progress=progress)
+                               mask_name=str(job.mask_file), image_name=str(job.image_files[0]), progress=progress)
     written = []
     for image, path in zip(result.images, outputs_of(job)):
         write_image_atomic(image, path)
@@ -207,6 +210,9 @@ def predict_files(inputs: Sequence[str | Path], output: str | Path, model: Model
         load_job(job)  # every file readable, one grid, binary masks: before the first write
     # Logged only now, so that a refused run prints its one sentence and nothing else.
     logger.info("model: %s", predictor.model.describe())
+    task = predictor.model.task
+    if lesion_intensity is not None and (task.conditional or not task.paints_lesions):
+        logger.warning("--lesion-intensity is for uncond_synth models; ignored for this %s model.", task.name)
     written: list[Path] = []
     for job in tqdm(jobs, desc="predicting", unit="case", disable=not progress):
         written.extend(predict_case(predictor, job, seed, lesion_intensity, preview, progress))

@@ -61,7 +61,8 @@ def read_model_json(folder: Path) -> dict[str, Any]:
     try:
         description = load_json(path)
     except (OSError, ValueError) as error:
-        raise LdiffError(f"{path}: cannot be read as JSON ({type(error).__name__}); retrain or restore the file.") from None
+        raise LdiffError(f"{path}: cannot be read as JSON ({type(error).__name__}); retrain or restore the file."
+                         ) from None
     if not isinstance(description, dict) or description.get("task") not in TASKS or "network" not in description:
         raise LdiffError(f"{path}: is not an ldiff model description (no known task or network).")
     return description
@@ -138,7 +139,8 @@ def _fold_folder(folder: Path, fold: str | None) -> Path:
     if fold is None and len(folds) == 1:
         return folds[0]
     if len(folds) > 1 and fold is None:
-        raise LdiffError(f"{folder}: holds several folds ({', '.join(path.name for path in folds)}); choose one with -f.")
+        names = ", ".join(path.name for path in folds)
+        raise LdiffError(f"{folder}: holds several folds ({names}); choose one with -f.")
     read_model_json(folder)  # raises the "not a model folder" sentence
     return folder
 
@@ -242,11 +244,13 @@ class LoadedModel:
     @property
     def preprocessing_config(self) -> dict[str, Any]:
         """What :func:`ldiff.preprocessing.preprocess_images` needs, as preprocessing used it for training."""
-        return {"target_spacing": self.description["target_spacing"], "normalization": self.description["normalization"]}
+        description = self.description
+        return {"target_spacing": description["target_spacing"], "normalization": description["normalization"]}
 
     def describe(self) -> str:
         d = self.description
-        return f"{d.get('dataset_name', '?')} {d['task']} {d.get('config_name', '?')} ({self.folder}, {self.checkpoint})"
+        name, config = d.get("dataset_name", "?"), d.get("config_name", "?")
+        return f"{name} {d['task']} {config} ({self.folder}, {self.checkpoint})"
 
 
 def _weights(checkpoint: dict[str, Any], kind: str) -> dict[str, torch.Tensor]:
@@ -296,7 +300,7 @@ def load_model(folder: str | Path, checkpoint: str = "final", device: str | torc
 
 
 def load_fingerprint(model: LoadedModel) -> dict[str, Any] | None:
-    """The training dataset's ``fingerprint.json``: beside the model, else in ``$ldiff_preprocessed``; None if absent."""
+    """The training dataset's ``fingerprint.json``: beside the model, else in ``$ldiff_preprocessed``; or None."""
     places = [model.folder / "fingerprint.json"]
     dataset_name = model.description.get("dataset_name")
     if dataset_name:

@@ -58,11 +58,11 @@ from ldiff.diffusion.synthesis import THESIS_T0
 from ldiff.errors import LdiffError
 from ldiff.evaluation.classic.files import cast_to_dtype
 from ldiff.inference.model_loading import LoadedModel, load_fingerprint, load_model
-from ldiff.inference.roi import BACKGROUND, DEFAULT_CONTEXT_MARGIN, RoiPlan, extract, group_batches, paste_owned, plan_rois
+from ldiff.inference.roi import (BACKGROUND, DEFAULT_CONTEXT_MARGIN, RoiPlan, coverage_in_preprocessed_space, extract,
+                                 group_batches, paste_owned, plan_rois)
 from ldiff.io import Geometry, array_to_image, geometry_mismatch
 from ldiff.masks import dilate_mask
-from ldiff.preprocessing import (PercentileNormalizer, Reorientation, crop_to_box, preprocess_images, resample_array,
-                                 restore_to_original)
+from ldiff.preprocessing import PercentileNormalizer, preprocess_images, restore_to_original
 from ldiff.training.trainer import resolve_device
 
 logger = logging.getLogger("ldiff")
@@ -100,9 +100,10 @@ class SamplingOptions:
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "jump_length": self.jump_length,
                     "resamplings": self.resamplings}
-        problems = [f"{name} must be >= 1, got {value}" for name, value in positive.items() if value is not None and value < 1]
-        problems += [f"{name} must be >= 0, got {value}" for name, value in
-                     (("context_margin", self.context_margin), ("context_slices", self.context_slices), ("eta", self.eta))
+        non_negative = {"context_margin": self.context_margin, "context_slices": self.context_slices, "eta": self.eta}
+        problems = [f"{name} must be >= 1, got {value}" for name, value in positive.items()
+                    if value is not None and value < 1]
+        problems += [f"{name} must be >= 0, got {value}" for name, value in non_negative.items()
                      if value is not None and value < 0]
         if problems:
             raise LdiffError("Invalid prediction options: " + "; ".join(problems) + ".")
@@ -125,8 +126,9 @@ def build_task_sampler(model: LoadedModel, options: SamplingOptions) -> Any:
         raise LdiffError(f"{task.name} models inpaint with RePaint; use --sampler repaint (--resamplings 1 for "
                          f"plain replacement at one call per step).")
     config = dict(PARTIAL_NOISING_DEFAULTS) if task.paints_lesions else {"name": "repaint", **REPAINT_FILL_DEFAULTS}
-    config.update({key: value for key, value in (("num_inference_steps", options.steps),
-                   ("jump_length", options.jump_length), ("num_resamplings", options.resamplings)) if value is not None})
+    chosen = {"num_inference_steps": options.steps, "jump_length": options.jump_length,
+              "num_resamplings": options.resamplings}
+    config.update({key: value for key, value in chosen.items() if value is not None})
     config.setdefault("num_inference_steps", steps)
     return _checked(lambda: RePaintSampler.from_dict(model.schedule, config))
 
@@ -138,8 +140,8 @@ def _checked(make: Any) -> Any:
         raise LdiffError(f"Invalid sampler settings: {error}") from None
 
 
-def lesion_intensities(model: LoadedModel, image: np.ndarray, brain: np.ndarray, normalizers: list[PercentileNormalizer],
-                       requested: Sequence[float | str] | None) -> np.ndarray:
+def lesion_intensities(model: LoadedModel, image: np.ndarray, brain: np.ndarray,
+                       normalizers: list[PercentileNormalizer], requested: Sequence[float | str] | None) -> np.ndarray:
     """Coarse-lesion intensity per channel in [-1, 1] (module docstring); ``image`` is (C, Z, Y, X) normalised."""
     names = model.channel_names or tuple(f"channel {c}" for c in range(image.shape[0]))
     if requested is not None and len(requested) not in (1, len(names)):
@@ -173,23 +175,11 @@ def _requested_value(value: float | str, brain_values: np.ndarray) -> float:
             return float(np.percentile(brain_values, float(text[1:])))
         number = float(text)
     except ValueError:
-        raise LdiffError(f"--lesion-intensity {value!r}: give a number in [-1, 1] or pNN (a brain percentile).") from None
+        raise LdiffError(f"--lesion-intensity {value!r}: give a number in [-1, 1] or pNN (a brain percentile)."
+                         ) from None
     if not -1.0 <= number <= 1.0:
         raise LdiffError(f"--lesion-intensity {value!r}: values are in the model's [-1, 1] space.")
     return number
-
-
-def coverage_in_preprocessed_space(mask: np.ndarray, properties: dict) -> np.ndarray:
-    """How much of each preprocessed voxel an original-grid mask covers: float32 (Z', Y', X') in [0, 1].
-
-    The same reorientation, crop and (linear) resampling as the images, so voxel positions agree.
-    """
-    canonical = Reorientation.from_dict(properties["orientation"]).apply_to_array(mask.astype(np.float32))
-    cropped = crop_to_box(canonical, properties["crop_bbox_zyx"])
-    if not properties["resampled"]:
-        return cropped
-    return resample_array(cropped, Geometry.from_dict(properties["geometry_after_crop"]),
-                          Geometry.from_dict(properties["geometry_after_resampling"]), "linear")
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,8 +256,6 @@ class Predictor:
             arrays = images[None] if images.ndim == 3 else images
             if arrays.ndim != 4:
                 raise LdiffError(f"images must be (C, Z, Y, X) or (Z, Y, X), got shape {images.shape}.")
-            if np.issubdtype(arrays.dtype, np.floating) and not np.all(np.isfinite(arrays)):
-                raise LdiffError("the images contain NaN or Inf voxels; replace them before predicting.")
             geometry = Geometry(arrays.shape[:0:-1], tuple(float(s) for s in (spacing or (1.0, 1.0, 1.0))),
                                 (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
             image_list = [array_to_image(np.ascontiguousarray(a), geometry) for a in arrays]
@@ -290,7 +278,7 @@ class Predictor:
     # ---- the work ------------------------------------------------------------------------------
     def predict(self, images: list[sitk.Image], mask: np.ndarray, seed: int = 0,
                 lesion_intensity: Sequence[float | str] | None = None, mask_name: str = "the mask",
-                progress: bool = False) -> PredictionResult:
+                image_name: str = "the image", progress: bool = False) -> PredictionResult:
         """Fill or synthesise in one case (module docstring); checks its inputs.
 
         Args:
@@ -298,7 +286,7 @@ class Predictor:
             mask: bool (Z, Y, X) on that grid (``sitk.GetArrayFromImage`` order).
             seed: seeds the case's noise.
             lesion_intensity: uncond_synth only, see the module docstring.
-            mask_name: how error messages name the mask (e.g. its file).
+            mask_name, image_name: how error messages name the mask and the images (e.g. their files).
             progress: show a progress bar over the crop batches.
         """
         model = self.model
@@ -309,7 +297,7 @@ class Predictor:
             return PredictionResult([sitk.Image(image) for image in images], np.zeros(mask.shape, bool), 0, 0)
         dilation = model.mask_dilation
         region = dilate_mask(mask, spacing=geometry.spacing, shape=dilation["shape"], radius_mm=dilation["radius_mm"])
-        arrays, properties = preprocess_images(images, None, None, model.preprocessing_config, None, mask_name)
+        arrays, properties = preprocess_images(images, None, None, model.preprocessing_config, None, image_name)
         brain = arrays["brain"].astype(bool)
         if not (coverage_in_preprocessed_space(mask, properties) > COVERAGE_THRESHOLD)[brain].any():
             raise LdiffError(f"{mask_name}: no mask voxel lies inside the brain found in the image; check that the "
@@ -342,6 +330,10 @@ class Predictor:
             raise LdiffError(f"the model {self.model.folder} expects {self.model.num_channels} channel(s) "
                              f"({', '.join(names)}) but got {len(images)} image(s); give them in that order or "
                              f"choose a model trained on your channels.")
+        for index, image in enumerate(images):
+            values = sitk.GetArrayViewFromImage(image)
+            if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+                raise LdiffError(f"channel {index}: contains NaN or Inf voxels; replace them before predicting.")
         reference = Geometry.of(images[0])
         for index, image in enumerate(images[1:], start=1):
             mismatch = geometry_mismatch(reference, Geometry.of(image))
@@ -408,7 +400,3 @@ class Predictor:
                 return network(task.model_input(x, condition), timesteps).float()
 
         return model_fn
-
-    def with_options(self, **changes: Any) -> "Predictor":
-        """A predictor sharing this one's loaded network, with some :class:`SamplingOptions` changed."""
-        return Predictor(self.model, dataclasses.replace(self.options, **changes))

@@ -1,6 +1,8 @@
 """Which parts of a preprocessed volume the network samples: crops around the mask, and their batches.
 
-Prediction samples only where the paint mask is, never whole volumes:
+The mask is drawn on the original grid and carried into the model's (preprocessed) space by
+:func:`coverage_in_preprocessed_space`. Prediction then samples only where that paint mask is,
+never whole volumes:
 
 1. **Regions.** The paint mask's 26-connected components start as one region each. Two regions are
    merged when one set of crops covering both costs no more network work (voxels sampled) than
@@ -12,10 +14,10 @@ Prediction samples only where the paint mask is, never whole volumes:
    inside the volume; a window larger than the slice sticks out on both sides and is padded.
 3. **Stacks.** Along the slice axis (axis 0 of (Z, Y, X)), every run of consecutive slices holding
    region voxels is cut into near-equal chunks of at most ``stack_depth - 2 * context_slices``
-   slices, and each chunk gets a stack of ``stack_depth`` slices centred on it (slice ``k - D // 2``
-   first for a one-slice chunk, as training centres its stacks), so a chunk's slices have context
-   on both sides. ``2d`` models have ``stack_depth = 1``: one crop per slice. Stack slices beyond the
-   volume are padding.
+   slices (:func:`default_context_slices`: 1 per side for 8-slice stacks), and each chunk gets a
+   stack of ``stack_depth`` slices centred on it (slice ``k - D // 2`` first for a one-slice chunk,
+   as training centres its stacks), so a chunk's slices have context on both sides. ``2d`` models
+   have ``stack_depth = 1``: one crop per slice. Stack slices beyond the volume are padding.
 4. **Ownership.** Each region slice is taken from the region's stack in which it lies closest to the
    centre (ties: the earlier stack); stacks that end up owning nothing are dropped. A crop writes back
    only the voxels of its own region on its own slices, so every paint voxel is written exactly once
@@ -34,10 +36,26 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ldiff.io import Geometry
+from ldiff.preprocessing import Reorientation, crop_to_box, resample_array
+
 BACKGROUND = -1.0
 # In-plane context around a region's bounding box, in voxels: about 1.6 cm at 1 mm, enough for the
 # network to see the surrounding white matter when the crop is not already widened to the patch size.
 DEFAULT_CONTEXT_MARGIN = 16
+
+
+def coverage_in_preprocessed_space(mask: np.ndarray, properties: dict) -> np.ndarray:
+    """How much of each preprocessed voxel an original-grid mask covers: float32 (Z', Y', X') in [0, 1].
+
+    The same reorientation, crop and (linear) resampling as the images, so voxel positions agree.
+    """
+    canonical = Reorientation.from_dict(properties["orientation"]).apply_to_array(mask.astype(np.float32))
+    cropped = crop_to_box(canonical, properties["crop_bbox_zyx"])
+    if not properties["resampled"]:
+        return cropped
+    return resample_array(cropped, Geometry.from_dict(properties["geometry_after_crop"]),
+                          Geometry.from_dict(properties["geometry_after_resampling"]), "linear")
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,16 @@ class _Region:
     slices: np.ndarray  # sorted unique z indices holding region voxels
     box: list[int]      # [y0, y1, x0, x1], stop exclusive
     labels: list[int]   # component labels merged into this region
+
+
+def default_context_slices(stack_depth: int) -> int:
+    """Context slices per side: 1 for the usual 8-slice stacks (2 for 16, none below 4 slices).
+
+    Every filled slice then has a neighbour above and below inside its stack, while an 8-slice stack
+    still fills 6 slices. With 2 per side the stacks of the example dataset sampled more voxels than
+    the whole slices of the reference layout (measured: 1.0x vs 0.7x with 1, 0.57x with 0).
+    """
+    return 0 if stack_depth < 4 else max(1, stack_depth // 8)
 
 
 def round_up(value: int, factor: int) -> int:
@@ -198,7 +226,7 @@ def plan_rois(
         factor: the network's downsampling factor; crop H and W are multiples of it.
         margin: in-plane context voxels around each region's bounding box.
         context_slices: slices of context kept on each side of a stack's owned chunk; default
-            ``stack_depth // 4`` (2 of 8), 0 for 2d.
+            :func:`default_context_slices`.
         whole_slices: the reference implementation's layout (for benchmarks): one region, crops of
             the whole slice (padded to the factor), stacks tiled without context.
 
@@ -211,7 +239,7 @@ def plan_rois(
     if stack_depth < 1 or factor < 1 or margin < 0:
         raise ValueError(f"need stack_depth >= 1, factor >= 1 and margin >= 0; got {stack_depth}, {factor}, {margin}.")
     if context_slices is None:
-        context_slices = 0 if whole_slices else stack_depth // 4
+        context_slices = 0 if whole_slices else default_context_slices(stack_depth)
     core_depth = stack_depth - 2 * context_slices
     if core_depth < 1:
         raise ValueError(f"{context_slices} context slices on each side leave no slice of a {stack_depth}-slice stack.")
@@ -296,4 +324,5 @@ def group_batches(crops: Sequence[Crop], batch_size: int) -> list[list[Crop]]:
     by_shape: dict[tuple[int, int, int], list[Crop]] = {}
     for crop in crops:
         by_shape.setdefault(crop.shape, []).append(crop)
-    return [group[start:start + batch_size] for group in by_shape.values() for start in range(0, len(group), batch_size)]
+    return [group[start:start + batch_size] for group in by_shape.values()
+            for start in range(0, len(group), batch_size)]

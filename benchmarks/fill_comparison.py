@@ -1,0 +1,165 @@
+"""Lesion filling on the example dataset's held-out test cases: ldiff against the classic fillers.
+
+    python benchmarks/fill_comparison.py -d 2 --models ldiff/demo_models/t1_cond_fill
+    python benchmarks/fill_comparison.py -d 1 --models ldiff_results/Dataset001_MSPhantom/cond_fill__2d/fold_all
+
+The test cases (``imagesTs``) have simulated lesions (``labelsTs``) and their lesion-free truth
+(``healthyTs``), so every filler is scored against the tissue that was really there. Every method
+replaces the same region: the lesion mask dilated by the first model's planned dilation (the region
+ldiff repaints), and the metrics are computed inside that region (``ldiff_evaluate``, both protocols).
+Writes ``comparison.md`` (table), ``comparison.csv`` and ``comparison.png`` (bar plot) to ``--output``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ldiff import paths
+from ldiff.dataset.raw import RawDataset
+from ldiff.evaluation.classic import CLASSIC_METHODS
+from ldiff.evaluation.classic.files import fill_classic_files
+from ldiff.evaluation.evaluate import evaluate_folder, format_table
+from ldiff.inference.model_loading import read_model_json
+from ldiff.io import array_to_image, read_image, write_image_atomic
+from ldiff.io.images import Geometry
+from ldiff.masks import dilate_mask
+
+COLUMNS = [("thesis", "ssim_in"), ("thesis", "psnr_in"), ("thesis", "mse_in"), ("thesis", "lpips_crops"),
+           ("brats2023", "ssim_in"), ("brats2023", "psnr_in")]
+
+
+def write_dilated_masks(dataset: RawDataset, cases: list, radius_voxels: int, folder: Path) -> Path:
+    """The region every method replaces: each test label dilated by ``radius_voxels`` (ball, mm-aware)."""
+    for case in cases:
+        label = read_image(case.label_file)
+        spacing = label.GetSpacing()
+        dilated = dilate_mask(sitk.GetArrayFromImage(label) > 0, radius_voxels, spacing)
+        write_image_atomic(array_to_image(dilated.astype(np.uint8), Geometry.of(label)), folder / case.label_file.name)
+    return folder
+
+
+def run_ldiff(model_folder: Path, cases: list, channel_indices: list[int], output: Path, sampler: str | None,
+              steps: int | None, device: str, checkpoint: str) -> float:
+    """Fill every case with one model; returns seconds per case (model loading excluded)."""
+    from ldiff.inference.predictor import Predictor
+
+    options = {key: value for key, value in (("sampler", sampler), ("num_steps", steps)) if value is not None}
+    predictor = Predictor.from_folder(model_folder, checkpoint=checkpoint, device=device, **options)
+    seconds = []
+    for case in cases:
+        images = [read_image(case.image_files[index]) for index in channel_indices]
+        mask = sitk.GetArrayFromImage(read_image(case.label_file)) > 0
+        start = time.perf_counter()
+        result = predictor.predict(images, mask, seed=0)
+        seconds.append(time.perf_counter() - start)
+        for index, image in zip(channel_indices, result.images):
+            write_image_atomic(image, output / case.image_files[index].name)
+    return float(np.mean(seconds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-d", "--dataset", default="2", help="raw dataset with imagesTs, labelsTs, healthyTs")
+    parser.add_argument("--models", nargs="*", default=[], help="ldiff model folders (model.json + checkpoint)")
+    parser.add_argument("--checkpoint", default="final", choices=("final", "latest"))
+    parser.add_argument("--sampler", default=None, help="ldiff sampler (default: the task's default)")
+    parser.add_argument("--steps", type=int, default=None, help="ldiff sampler steps (default: the sampler's)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--cases", type=int, default=None, help="only the first N test cases")
+    parser.add_argument("--dilation", type=int, default=None, help="dilation in voxels (default: the first model's)")
+    parser.add_argument("--no-lpips", action="store_true")
+    parser.add_argument("-o", "--output", type=Path, default=Path("benchmark_results/fill_comparison"))
+    arguments = parser.parse_args()
+
+    name = paths.find_dataset_name(arguments.dataset, [paths.raw_root()])
+    dataset = RawDataset(paths.raw_root() / name)
+    cases = dataset.cases("Ts")[: arguments.cases]
+    if not cases or not (dataset.folder / "healthyTs").is_dir():
+        raise SystemExit(f"{dataset.folder} needs imagesTs, labelsTs and healthyTs (ldiff_make_example writes them).")
+    models = [Path(m) for m in arguments.models]
+    descriptions = [read_model_json(m) for m in models]
+    radius = arguments.dilation
+    if radius is None:
+        radius = int(descriptions[0]["mask_dilation"]["radius_voxels"]) if descriptions else 1
+    output = arguments.output
+    masks = write_dilated_masks(dataset, cases, radius, output / "masks")
+
+    # The models may use fewer channels than the dataset has; score the channels every method fills.
+    channel_sets = [[dataset.channel_names.index(c) for c in d["channel_names"]] for d in descriptions]
+    scored = sorted(set.intersection(*map(set, channel_sets))) if channel_sets else list(range(dataset.num_channels))
+    inputs = output / "inputs"
+    references = output / "references"
+    for case in cases:
+        for index in scored:
+            for source, folder in ((case.image_files[index], inputs), (case.healthy_files[index], references)):
+                target = folder / source.name
+                if not target.exists():
+                    write_image_atomic(read_image(source), target)
+
+    results: dict[str, dict] = {}
+    timings: dict[str, float] = {}
+    for method in CLASSIC_METHODS:
+        start = time.perf_counter()
+        fill_classic_files(inputs, output / method, method=method, masks_dir=masks, progress=False)
+        timings[method] = (time.perf_counter() - start) / len(cases)
+    for model, description in zip(models, descriptions):
+        label = f"ldiff {description.get('task')} {description.get('configuration', '')}".strip()
+        label += f" ({'+'.join(description['channel_names'])})"
+        timings[label] = run_ldiff(model, cases, scored, output / label.replace(" ", "_"), arguments.sampler,
+                                   arguments.steps, arguments.device, arguments.checkpoint)
+    for method in timings:
+        folder = output / method.replace(" ", "_")
+        results[method] = evaluate_folder(references, folder, masks, output_json=folder / "summary.json",
+                                          lpips=not arguments.no_lpips, num_processes=1)
+
+    header = ["method", "seconds/case"] + [f"{p} {m}" for p, m in COLUMNS]
+    rows = []
+    for method, result in results.items():
+        row = [method, timings[method]]
+        for protocol, metric in COLUMNS:
+            entry = result["aggregate"].get(protocol, {}).get(metric)
+            row.append(None if entry is None else entry["mean"])
+        rows.append(row)
+    table = format_table(rows, header)
+    description = (f"Dataset {name}, {len(cases)} test cases, channels {', '.join(dataset.channel_names[i] for i in scored)}; "
+                   f"region: lesion masks dilated by {radius} voxel(s); means over cases and channels.\n"
+                   f"thesis = images scaled to [-1, 1], SSIM map (7x7, data range 2) averaged in the region, "
+                   f"PSNR = 10 log10(4 / MSE); brats2023 = BraTS inpainting protocol (percentile-normalised, in the region).")
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "comparison.md").write_text(description + "\n\n" + table + "\n", encoding="utf-8")
+    with open(output / "comparison.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    plot(rows, header, output / "comparison.png")
+    print(description)
+    print(table)
+
+
+def plot(rows: list[list], header: list[str], path: Path) -> None:
+    """Bar plots of in-region SSIM and PSNR (thesis protocol) per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [row[0] for row in rows]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for axis, column in zip(axes, ("thesis ssim_in", "thesis psnr_in", "seconds/case")):
+        values = [row[header.index(column)] or 0 for row in rows]
+        colours = ["tab:orange" if m.startswith("ldiff") else "tab:grey" for m in methods]
+        axis.bar(range(len(methods)), values, color=colours)
+        axis.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+        axis.set_title(column)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
