@@ -31,6 +31,7 @@ setup(
             "ldiff_make_example=ldiff.cli.make_example:main",
             "ldiff_plan_and_preprocess=ldiff.cli.plan_and_preprocess:main",
             "ldiff_train=ldiff.cli.train:main",
+            "ldiff_predict=ldiff.cli.predict:main",
             "ldiff_make_lesion_masks=ldiff.cli.make_lesion_masks:main",
             "ldiff_fill_classic=ldiff.cli.fill_classic:main",
             "ldiff_evaluate=ldiff.cli.evaluate:main",
