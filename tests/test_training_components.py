@@ -19,7 +19,8 @@ from ldiff.training.ema import ExponentialMovingAverage
 from ldiff.training.lr_schedule import WarmupCosineSchedule, warmup_cosine_factor
 from ldiff.training.progress import TrainingLog
 from ldiff.training.trainer import diffusion_loss, keyed_noise_and_timesteps
-from ldiff.training.validation import inpaint_by_replacement, masked_psnr, masked_ssim
+from ldiff.diffusion.inpainting import conditional_inpaint
+from ldiff.training.validation import masked_psnr, masked_ssim
 
 
 def weights_only_round_trip(value):
@@ -227,7 +228,7 @@ def test_replacement_inpainting_keeps_the_known_region_and_changes_the_mask():
         seen.append((int(timesteps[0]), x.clone()))
         return torch.zeros_like(x)
 
-    result = inpaint_by_replacement(model_fn, sampler, image, mask, torch.Generator().manual_seed(0))
+    result = conditional_inpaint(sampler, model_fn, image, mask, torch.Generator().manual_seed(0))  # replacement by default
     assert torch.equal(result[:, :, known], image[:, :, known])
     assert not torch.allclose(result[:, :, ~known], image[:, :, ~known])
     assert [t for t, _ in seen] == sampler.timesteps

@@ -111,7 +111,7 @@ def conditional_inpaint(
     mask: torch.Tensor,
     generator: torch.Generator | None = None,
     *,
-    replace_known: bool = False,
+    replace_known: bool = True,
     x_start: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Inpaint with a network that sees the conditioning, then paste the known region back.
@@ -127,11 +127,14 @@ def conditional_inpaint(
         known_image: ``(B, C, ...)`` in ``[-1, 1]``; its values inside the mask are never used.
         mask: ``(B, 1, ...)`` 0/1, ``1`` = region to paint (see :func:`validate_mask`).
         generator: seeds the initial noise and every noise draw, so a seed reproduces the result.
-        replace_known: "replacement" guidance (Song et al. 2021): before every network call, the known
-            region of ``x_t`` is overwritten with the known image noised to ``t`` with fresh noise. Off
-            by default: a conditional model already sees the known region clean, and the replaced
-            region carries noise independent of the model's trajectory, which the model was never
-            trained on. Turn it on only to pull a weakly conditioned model towards the known region.
+        replace_known: "replacement" (Song et al. 2021): before every network call, the known region of
+            ``x_t`` is overwritten with the known image noised to ``t`` with fresh noise, so that it
+            looks exactly as in training (the truth noised to ``t``). On by default: ldiff's
+            conditional tasks score only the painted region (``ldiff.tasks``), so the network's
+            output outside it is untrained, and letting the known region of ``x_t`` follow that
+            output drives the whole trajectory off the training distribution (measured on the T1w
+            demo model: in-mask MSE 0.33 without, 0.037 with). For unconditional models this is
+            the plain replacement inpainting that RePaint refines.
         x_start: start from this ``x_{timesteps[0]}`` (``(B, C, ...)``) instead of pure noise.
 
     Returns:

@@ -29,8 +29,9 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
+from ldiff.diffusion.inpainting import conditional_inpaint
 from ldiff.diffusion import NoiseSchedule, build_sampler
-from ldiff.diffusion.samplers import Sampler, standard_normal_like
+from ldiff.diffusion.samplers import Sampler
 from ldiff.tasks import Task
 
 DEFAULT_VALIDATION_SAMPLER = {"name": "ddim", "num_inference_steps": 25, "eta": 0.0}
@@ -73,28 +74,6 @@ def masked_psnr(reference: np.ndarray, prediction: np.ndarray, mask: np.ndarray)
         return float("nan")
     mse = float(np.mean((reference[inside].astype(np.float64) - prediction[inside].astype(np.float64)) ** 2))
     return MAX_PSNR_DB if mse <= 4.0 * 10 ** (-MAX_PSNR_DB / 10) else 10.0 * np.log10(4.0 / mse)
-
-
-@torch.no_grad()
-def inpaint_by_replacement(model_fn: Any, sampler: Sampler, image: torch.Tensor, mask: torch.Tensor,
-                           generator: torch.Generator) -> torch.Tensor:
-    """DDIM inpainting of ``mask`` with the known region replaced by the noised truth before every step.
-
-    Args:
-        model_fn: ``model_fn(x_t, timesteps) -> output`` of an unconditional model.
-        image: (B, C, ...) in [-1, 1]; mask: (B, 1, ...) 0/1, 1 = to paint.
-
-    Returns:
-        (B, C, ...): the truth outside the mask, the sample inside.
-    """
-    schedule = sampler.schedule
-    x = standard_normal_like(image, generator)
-    for t, t_prev in sampler.timestep_pairs():
-        known = schedule.add_noise(image, standard_normal_like(image, generator), t)
-        x = torch.where(mask.bool(), x, known)
-        timesteps = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        x = sampler.step(model_fn(x, timesteps).float(), t, t_prev, x, generator).prev_sample
-    return torch.where(mask.bool(), x, image)
 
 
 class Validator:
@@ -143,10 +122,9 @@ class Validator:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                     return model(self.task.model_input(x, condition), timesteps).float()
 
-            if condition is None:
-                result = inpaint_by_replacement(model_fn, self.sampler, image, mask, generator)
-            else:
-                result = self.sampler.sample(model_fn, image.shape, generator, self.device)
+            # The same inpainting as prediction: the known region replaced by the noised truth before
+            # every step (unconditional models see it only that way), and pasted back at the end.
+            result = conditional_inpaint(self.sampler, model_fn, image, mask, generator, replace_known=True)
             outputs.append(result.float().cpu().numpy())
         return np.concatenate(outputs, axis=0)
 
