@@ -50,6 +50,8 @@ def run_ldiff(model_folder: Path, cases: list, channel_indices: list[int], outpu
 
     options = {key: value for key, value in (("sampler", sampler), ("num_steps", steps)) if value is not None}
     predictor = Predictor.from_folder(model_folder, checkpoint=checkpoint, device=device, **options)
+    from ldiff.inference.preview import write_preview
+
     seconds = []
     for case in cases:
         images = [read_image(case.image_files[index]) for index in channel_indices]
@@ -59,6 +61,9 @@ def run_ldiff(model_folder: Path, cases: list, channel_indices: list[int], outpu
         seconds.append(time.perf_counter() - start)
         for index, image in zip(channel_indices, result.images):
             write_image_atomic(image, output / case.image_files[index].name)
+        write_preview(output / f"{case.identifier}_preview.png", [sitk.GetArrayFromImage(i) for i in images], mask,
+                      [sitk.GetArrayFromImage(i) for i in result.images], Geometry.of(images[0]),
+                      predictor.model.description["channel_names"], f"{case.identifier}: {model_folder}")
     return float(np.mean(seconds))
 
 

@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install ldiff, build the example dataset, verify, fingerprint,
-# plan and preprocess it. Later stages (training, filling, evaluation) are added here as they land.
+# The main job on a fresh machine, on the embedded example dataset:
+#   install ldiff; build the example dataset; verify, fingerprint, plan and preprocess it;
+#   fill the held-out test cases' lesions with the shipped T1w demo model and with the four classic
+#   fillers; evaluate all of them against the lesion-free truth; print the comparison table and
+#   write the preview PNGs and the bar plot (benchmark_results/demo/).
+# DEMO_CASES (default 3) sets how many test cases are filled; all 6 take about twice as long.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-if [ ! -f "${ldiff_raw:-ldiff_raw}/Dataset001_MSPhantom/dataset.json" ]; then
+raw="${ldiff_raw:-ldiff_raw}"
+if [ ! -f "$raw/Dataset001_MSPhantom/dataset.json" ]; then
   ldiff_make_example
 else
   echo "Dataset001_MSPhantom already exists: reusing it (ldiff_make_example --overwrite rebuilds it)."
 fi
 ldiff_plan_and_preprocess -d 001
 python3 -m ldiff.planning.summary -d 001
+# The demo model takes a T1w image only (what FSL lesion_filling and FastSurfer-LIT take).
+if [ ! -f "$raw/Dataset002_MSPhantomT1/dataset.json" ]; then
+  python3 -m ldiff.dataset.select_channels -d 001 --channels T1w -o Dataset002_MSPhantomT1
+fi
+python3 benchmarks/fill_comparison.py -d 2 --models ldiff/demo_models/t1_cond_fill --cases "${DEMO_CASES:-3}" \
+  -o benchmark_results/demo
+echo "Previews and the bar plot: benchmark_results/demo/"
