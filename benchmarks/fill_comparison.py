@@ -44,11 +44,11 @@ def write_dilated_masks(dataset: RawDataset, cases: list, radius_voxels: int, fo
 
 
 def run_ldiff(model_folder: Path, cases: list, channel_indices: list[int], output: Path, sampler: str | None,
-              steps: int | None, device: str, checkpoint: str) -> float:
+              steps: int | None, device: str, checkpoint: str, batch_size: int | None) -> float:
     """Fill every case with one model; returns seconds per case (model loading excluded)."""
     from ldiff.inference.predictor import Predictor
 
-    options = {key: value for key, value in (("sampler", sampler), ("num_steps", steps)) if value is not None}
+    options = {key: value for key, value in (("sampler", sampler), ("steps", steps), ("batch_size", batch_size)) if value is not None}
     predictor = Predictor.from_folder(model_folder, checkpoint=checkpoint, device=device, **options)
     from ldiff.inference.preview import write_preview
 
@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--sampler", default=None, help="ldiff sampler (default: the task's default)")
     parser.add_argument("--steps", type=int, default=None, help="ldiff sampler steps (default: the sampler's)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=None, help="crops per network call (default: the model's)")
     parser.add_argument("--cases", type=int, default=None, help="only the first N test cases")
     parser.add_argument("--dilation", type=int, default=None, help="dilation in voxels (default: the first model's)")
     parser.add_argument("--no-lpips", action="store_true")
@@ -116,7 +117,7 @@ def main() -> None:
         label = f"ldiff {description.get('task')} {description.get('configuration', '')}".strip()
         label += f" ({'+'.join(description['channel_names'])})"
         timings[label] = run_ldiff(model, cases, scored, output / label.replace(" ", "_"), arguments.sampler,
-                                   arguments.steps, arguments.device, arguments.checkpoint)
+                                   arguments.steps, arguments.device, arguments.checkpoint, arguments.batch_size)
     for method in timings:
         folder = output / method.replace(" ", "_")
         results[method] = evaluate_folder(references, folder, masks, output_json=folder / "summary.json",

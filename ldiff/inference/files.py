@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from ldiff.errors import LdiffError
-from ldiff.evaluation.classic.files import FillJob, load_job, plan_folder, refuse_overwriting_inputs
+from ldiff.io.cases import FillJob, load_job, plan_folder, refuse_overwriting_inputs
 from ldiff.inference.model_loading import choose_model_folder
 from ldiff.inference.predictor import Predictor, SamplingOptions
 from ldiff.io import Geometry, write_image_atomic

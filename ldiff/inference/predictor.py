@@ -56,7 +56,7 @@ from ldiff.diffusion import (PARTIAL_NOISING_DEFAULTS, RePaintSampler, build_sam
                              paint_coarse_lesion, synthesise_by_partial_noising)
 from ldiff.diffusion.synthesis import THESIS_T0
 from ldiff.errors import LdiffError
-from ldiff.evaluation.classic.files import cast_to_dtype
+from ldiff.io.cases import cast_to_dtype
 from ldiff.inference.model_loading import LoadedModel, load_fingerprint, load_model
 from ldiff.inference.roi import (BACKGROUND, DEFAULT_CONTEXT_MARGIN, RoiPlan, coverage_in_preprocessed_space, extract,
                                  group_batches, paste_owned, plan_rois)

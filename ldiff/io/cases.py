@@ -3,13 +3,15 @@
 Folders follow the nnU-Net naming: ``{case}_0000{ending}`` is a case's first channel,
 ``{case}_0001{ending}`` its second, and so on (``ending`` is ``.nii.gz`` or ``.nii``); the case's
 masks are ``{case}{ending}``. The command-line tools that take such folders (classic filling,
-evaluation) find their cases and read their masks here, so they agree on what a case is.
+prediction, evaluation) find their cases, plan their outputs, refuse to overwrite inputs and read
+their masks here, so they agree on what a case is.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -71,3 +73,104 @@ def read_binary_mask(path: Path, reference: Geometry, reference_file: Path, kind
         example = values[~binary].flat[0]
         raise LdiffError(f"{path}: {kind} is not binary (found the value {example}); it must hold only 0 and 1.")
     return values == 1
+
+
+@dataclass(frozen=True)
+class FillJob:
+    """The files of one case: channels in order, its masks, and per method one output per channel."""
+
+    case: str
+    image_files: tuple[Path, ...]
+    mask_file: Path
+    wm_file: Path | None
+    outputs: dict[str, tuple[Path, ...]]
+
+
+def plan_single(image: Path, output: Path, methods: Sequence[str], mask: Path | None,
+                masks_dir: Path | None, wm: Path | None) -> list[FillJob]:
+    """The one job of single-file mode (``-i t1.nii.gz --mask lesions.nii.gz -o filled.nii.gz``)."""
+    if mask is None:
+        raise LdiffError(f"{image}: is a single image, so give its lesion mask with --mask.")
+    if masks_dir is not None:
+        raise LdiffError("--masks DIR is for a folder of cases; for the single image give --mask FILE.")
+    if wm is not None and wm.is_dir():
+        raise LdiffError(f"{wm}: is a folder; for a single image, --wm must be a WM mask file.")
+    if len(methods) == 1:
+        outputs = {methods[0]: (output / image.name if output.is_dir() else output,)}
+    else:
+        if nifti_ending(output):
+            raise LdiffError(f"{output}: with several methods -o must be a folder (one subfolder per method).")
+        outputs = {method: (output / method / image.name,) for method in methods}
+    ending = nifti_ending(image)
+    case = image.name[: -len(ending)] if ending else image.stem
+    return [FillJob(case, (image,), mask, wm, outputs)]
+
+
+def plan_folder(folder: Path, output: Path, methods: Sequence[str], mask: Path | None,
+                masks_dir: Path | None, wm: Path | None) -> list[FillJob]:
+    """One job per ``{case}_0000`` image in ``folder``; every channel of the case is filled."""
+    if mask is not None:
+        raise LdiffError(
+            f"{folder}: is a folder of cases, so give --masks DIR (or put {{case}}.nii.gz beside the images), not --mask."
+        )
+    if wm is not None and not wm.is_dir():
+        raise LdiffError(f"{wm}: for a folder of cases, --wm must be a folder of {{case}}.nii.gz WM masks.")
+    if masks_dir is not None and not masks_dir.is_dir():
+        raise LdiffError(f"{masks_dir}: the --masks folder does not exist.")
+    if nifti_ending(output):
+        raise LdiffError(f"{output}: for a folder of cases, -o must be a folder, not a file name.")
+    jobs = []
+    for found in find_case_channels(folder):
+        case, ending, files = found.case, found.ending, found.files
+        mask_file = (masks_dir or folder) / f"{case}{ending}"
+        if not mask_file.is_file():
+            raise LdiffError(f"{mask_file}: lesion mask of case {case} not found.")
+        wm_file = None
+        if wm is not None:
+            wm_file = wm / f"{case}{ending}"
+            if not wm_file.is_file():
+                raise LdiffError(f"{wm_file}: WM mask of case {case} not found.")
+        base = {method: output / method if len(methods) > 1 else output for method in methods}
+        outputs = {m: tuple(base[m] / f"{case}_{c}{ending}" for c, _ in files) for m in methods}
+        jobs.append(FillJob(case, tuple(path for _, path in files), mask_file, wm_file, outputs))
+    if not jobs:
+        raise LdiffError(f"{folder}: contains no {{case}}_0000.nii.gz images to fill.")
+    return jobs
+
+
+def refuse_overwriting_inputs(input_path: Path, output: Path, jobs: Sequence[FillJob]) -> None:
+    """Raise if ``output`` is the input itself or any output file would replace an input file."""
+    if output.resolve() == input_path.resolve():
+        raise LdiffError(f"{output}: -o is the same as -i; ldiff never overwrites its inputs, choose another output.")
+    inputs = {}
+    for job in jobs:
+        for path in (*job.image_files, job.mask_file, *([job.wm_file] if job.wm_file else [])):
+            inputs[path.resolve()] = path
+    for job in jobs:
+        for paths in job.outputs.values():
+            for path in paths:
+                source = inputs.get(path.resolve())
+                if source is not None:
+                    raise LdiffError(f"{path}: this output would overwrite the input {source}; choose another -o.")
+
+
+def load_job(job: FillJob) -> tuple[list[sitk.Image], np.ndarray, np.ndarray | None]:
+    """Read and check every file of ``job``: (channel images, lesion mask, WM mask or None)."""
+    images = [read_image(path) for path in job.image_files]
+    reference = Geometry.of(images[0])
+    for path, image in zip(job.image_files[1:], images[1:]):
+        mismatch = geometry_mismatch(reference, Geometry.of(image))
+        if mismatch is not None:
+            raise LdiffError(f"{path}: grid differs from the first channel {job.image_files[0]} ({mismatch}).")
+    lesions = read_binary_mask(job.mask_file, reference, job.image_files[0], "lesion mask")
+    wm = None if job.wm_file is None else read_binary_mask(job.wm_file, reference, job.image_files[0], "WM mask")
+    return images, lesions, wm
+
+
+def cast_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``values`` in ``dtype``: integers rounded half to even and clipped to the type's range."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)

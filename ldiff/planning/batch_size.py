@@ -74,6 +74,4 @@ def measure_batch_size_cuda(network_config: dict, sample_shape: tuple[int, ...],
         return peaks[batch_size] <= memory_target_bytes
 
     batch_size = max(1, largest_fitting(fits, max_batch_size))
-    del model, optimizer
-    torch.cuda.empty_cache()
-    return batch_size, peaks.get(batch_size, 0)
+    return batch_size, peaks.get(batch_size, 0)  # model and optimizer are freed when this returns

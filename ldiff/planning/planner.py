@@ -117,7 +117,6 @@ def plan_experiment(fingerprint: dict, overrides: dict[str, Any] | None = None, 
     in_plane = (int(math.ceil(largest[1] / target_spacing[1])), int(math.ceil(largest[0] / target_spacing[0])))
 
     lesion_stats = fingerprint["lesions"]
-    has_lesions = lesion_stats["n_lesions"] > 0
     boundary_mm = lesion_stats.get("boundary_width_mm")
     radius_voxels = int(decisions.decide("mask_dilation.radius_voxels", dilation_radius_voxels(boundary_mm, target_spacing)))
     reason = ("no lesion boundary could be measured: the reference thesis's 1 voxel" if boundary_mm is None else

@@ -22,7 +22,6 @@ validation (a fixed seed), so changes between validations come from the weights 
 """
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +30,6 @@ from torch import nn
 
 from ldiff.diffusion.inpainting import conditional_inpaint
 from ldiff.diffusion import NoiseSchedule, build_sampler
-from ldiff.diffusion.samplers import Sampler
 from ldiff.tasks import Task
 
 DEFAULT_VALIDATION_SAMPLER = {"name": "ddim", "num_inference_steps": 25, "eta": 0.0}
