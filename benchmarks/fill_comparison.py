@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import time
 from pathlib import Path
 
@@ -33,6 +34,11 @@ COLUMNS = [("thesis", "ssim_in"), ("thesis", "psnr_in"), ("thesis", "mse_in"), (
            ("brats2023", "ssim_in"), ("brats2023", "psnr_in")]
 
 
+def folder_name(label: str) -> str:
+    """A file-system friendly folder name for a method's label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")
+
+
 def write_dilated_masks(dataset: RawDataset, cases: list, radius_voxels: int, folder: Path) -> Path:
     """The region every method replaces: each test label dilated by ``radius_voxels`` (ball, mm-aware)."""
     for case in cases:
@@ -44,11 +50,11 @@ def write_dilated_masks(dataset: RawDataset, cases: list, radius_voxels: int, fo
 
 
 def run_ldiff(model_folder: Path, cases: list, channel_indices: list[int], output: Path, sampler: str | None,
-              steps: int | None, device: str, checkpoint: str, batch_size: int | None) -> float:
+              steps: int | None, device: str, checkpoint: str, batch_size: int | None, num_samples: int) -> float:
     """Fill every case with one model; returns seconds per case (model loading excluded)."""
     from ldiff.inference.predictor import Predictor
 
-    options = {key: value for key, value in (("sampler", sampler), ("steps", steps), ("batch_size", batch_size)) if value is not None}
+    options = {key: value for key, value in (("sampler", sampler), ("steps", steps), ("batch_size", batch_size), ("num_samples", num_samples)) if value is not None}
     predictor = Predictor.from_folder(model_folder, checkpoint=checkpoint, device=device, **options)
     from ldiff.inference.preview import write_preview
 
@@ -76,6 +82,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="ldiff sampler steps (default: the sampler's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=None, help="crops per network call (default: the model's)")
+    parser.add_argument("--num-samples", type=int, nargs="+", default=[1],
+                        help="ldiff draws averaged per crop; several values give one row each (e.g. 1 4)")
     parser.add_argument("--cases", type=int, default=None, help="only the first N test cases")
     parser.add_argument("--dilation", type=int, default=None, help="dilation in voxels (default: the first model's)")
     parser.add_argument("--no-lpips", action="store_true")
@@ -114,12 +122,15 @@ def main() -> None:
         fill_classic_files(inputs, output / method, method=method, masks_dir=masks, progress=False)
         timings[method] = (time.perf_counter() - start) / len(cases)
     for model, description in zip(models, descriptions):
-        label = f"ldiff {description.get('task')} {description.get('configuration', '')}".strip()
-        label += f" ({'+'.join(description['channel_names'])})"
-        timings[label] = run_ldiff(model, cases, scored, output / label.replace(" ", "_"), arguments.sampler,
-                                   arguments.steps, arguments.device, arguments.checkpoint, arguments.batch_size)
+        for draws in arguments.num_samples:
+            label = f"ldiff {description.get('task')} {description.get('config_name', '')}".strip()
+            label += f" ({'+'.join(description['channel_names'])}"
+            label += ", 1 sample)" if draws == 1 else f", mean of {draws})"
+            timings[label] = run_ldiff(model, cases, scored, output / folder_name(label), arguments.sampler,
+                                       arguments.steps, arguments.device, arguments.checkpoint, arguments.batch_size,
+                                       draws)
     for method in timings:
-        folder = output / method.replace(" ", "_")
+        folder = output / folder_name(method)
         results[method] = evaluate_folder(references, folder, masks, output_json=folder / "summary.json",
                                           lpips=not arguments.no_lpips, num_processes=1)
 

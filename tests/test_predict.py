@@ -428,3 +428,19 @@ def test_demo_models_are_preferred_by_channels_and_cond_fill(data_roots, no_demo
     assert choose_model_folder(task="cond_synth") == no_demo_models / "synth"
     saved = json.loads((no_demo_models / "t1" / "model.json").read_text())
     assert saved["task"] == "cond_fill"
+
+
+def test_averaged_draws_keep_the_outside_and_differ_from_one_draw(models, case):
+    images, lesion = case
+    options = dict(options_for("cond_fill"), sampler="ddim", eta=0.0)
+    single = Predictor.from_folder(models[("cond_fill", "2d")], **options)
+    averaged = Predictor.from_folder(models[("cond_fill", "2d")], num_samples=3, **options)
+    mean = arrays_of(averaged.predict([sitk.Cast(i, sitk.sitkFloat32) for i in images], lesion, seed=5).images)
+    one = arrays_of(single.predict([sitk.Cast(i, sitk.sitkFloat32) for i in images], lesion, seed=5).images)
+    outside = ~dilated(lesion)
+    for source, result in zip(arrays_of(images), mean):
+        assert np.array_equal(source[outside].astype(np.float32), result[outside])
+    # three independent draws averaged are not the first draw alone
+    assert not np.allclose(mean[0][lesion], one[0][lesion])
+    with pytest.raises(LdiffError, match="num_samples must be >= 1"):
+        Predictor.from_folder(models[("cond_fill", "2d")], num_samples=0)

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "model's [-1, 1] space or pNN, a percentile of the brain (default: the training "
                           "fingerprint's median lesion intensity, else p10 for T1-weighted and p99 for other channels)")
     sampling.add_argument("--batch-size", type=int, help="crops per network call (default: the training batch size)")
+    sampling.add_argument("--num-samples", type=int, default=1,
+                          help="average this many draws per crop: 1 (default) is one realistic sample; more give "
+                               "the posterior mean (lowest expected error, smoother), at that many times the cost")
     sampling.add_argument("--context-margin", type=int, default=16,
                           help="in-plane context voxels around each lesion region (default 16; crops are at least the "
                           "training patch size)")
@@ -100,7 +103,7 @@ def main() -> None:
                             arguments.fold, arguments.checkpoint, arguments.device)
         options = SamplingOptions(
             sampler=arguments.sampler, steps=arguments.steps, eta=arguments.eta, jump_length=arguments.jump_length,
-            resamplings=arguments.resamplings, t0=arguments.t0, batch_size=arguments.batch_size,
+            resamplings=arguments.resamplings, t0=arguments.t0, batch_size=arguments.batch_size, num_samples=arguments.num_samples,
             context_margin=arguments.context_margin, context_slices=arguments.context_slices,
         )
         written = predict_files(

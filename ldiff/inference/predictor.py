@@ -83,7 +83,10 @@ class SamplingOptions:
     ``eta`` (DDIM only), ``jump_length`` and ``resamplings`` (RePaint), ``t0`` (uncond_synth: an int
     timestep or a float fraction of the schedule), ``batch_size`` (crops per network call; default
     the model's training batch size, at least 1), ``context_margin`` and ``context_slices`` (see
-    :func:`ldiff.inference.roi.plan_rois`), ``whole_slices`` (the reference layout, for benchmarks).
+    :func:`ldiff.inference.roi.plan_rois`), ``whole_slices`` (the reference layout, for benchmarks),
+    ``num_samples`` (draws averaged per crop: 1 gives one realistic sample with texture; K > 1 gives
+    their mean, an estimate of the posterior mean that minimises the expected squared error, smoother
+    than any single draw, at K times the cost).
     """
 
     sampler: str | None = None
@@ -96,10 +99,11 @@ class SamplingOptions:
     context_margin: int = DEFAULT_CONTEXT_MARGIN
     context_slices: int | None = None
     whole_slices: bool = False
+    num_samples: int = 1
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "jump_length": self.jump_length,
-                    "resamplings": self.resamplings}
+                    "resamplings": self.resamplings, "num_samples": self.num_samples}
         non_negative = {"context_margin": self.context_margin, "context_slices": self.context_slices, "eta": self.eta}
         problems = [f"{name} must be >= 1, got {value}" for name, value in positive.items()
                     if value is not None and value < 1]
@@ -376,6 +380,10 @@ class Predictor:
             if not model.is_pseudo3d:  # (B, C, 1, H, W) -> (B, C, H, W)
                 known, mask = known[:, :, 0], mask[:, :, 0]
             mask = mask.float()
+            draws = self.options.num_samples
+            if draws > 1:  # the K draws of each crop run side by side in one batch
+                known = known.repeat(draws, *([1] * (known.dim() - 1)))
+                mask = mask.repeat(draws, *([1] * (mask.dim() - 1)))
             condition = task.condition(known, mask)
             model_fn = self._model_fn(condition)
             if task.conditional:
@@ -384,7 +392,7 @@ class Predictor:
                 sample = self.sampler.sample(model_fn, known, mask, generator)
             else:
                 sample = synthesise_by_partial_noising(self.sampler, model_fn, known, mask, self.options.t0, generator)
-            sample = sample.float().cpu().numpy()
+            sample = sample.float().reshape(draws, len(batch), *sample.shape[1:]).mean(dim=0).cpu().numpy()
             if not model.is_pseudo3d:
                 sample = sample[:, :, None]
             for crop, values in zip(batch, sample):
