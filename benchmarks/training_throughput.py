@@ -66,7 +66,7 @@ def measure(dataset: str, config_name: str, task_name: str, steps: int, skip: in
         "planned_for": configuration.get("device_type"),
         "batch_size": settings["batch_size"],
         "stack_depth": int(configuration["stack_depth"]),
-        "slice_size": configuration["slice_size"],
+        "slice_size": configuration.get("patch_size", configuration["slice_size"]),  # the training window
         "measured_steps": len(entries),
         "seconds_per_step": float(step_times.mean()),
         "slices_per_second": float(slices_per_step / step_times.mean()),
