@@ -21,6 +21,6 @@ if [ ! -f "$raw/Dataset002_MSPhantomT1/dataset.json" ]; then
   python3 -m ldiff.dataset.select_channels -d 001 --channels T1w -o Dataset002_MSPhantomT1
 fi
 python3 benchmarks/fill_comparison.py -d 2 --models ldiff/demo_models/t1_cond_fill --cases "${DEMO_CASES:-3}" \
-  --sampler dpm_solver --steps 10 --batch-size 32 \
+  --sampler dpm_solver --steps 10 --batch-size 32 --num-samples 1 4 \
   -o benchmark_results/demo
 echo "Previews and the bar plot: benchmark_results/demo/"
