@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ldiff.diffusion.schedule import DEFAULT_SCHEDULE_CONFIG
 from ldiff.masks import dilation_radius_voxels, mask_config_from_statistics
 from ldiff.networks import downsampling_factor
 from ldiff.tasks import get_task
@@ -21,15 +22,6 @@ PLANS_VERSION = 1
 CONFIGURATIONS = ("2d", "p3d")
 AXIAL_AXIS = 0  # in the canonical (z, y, x) array, axial slices are array[k]
 DEFAULT_NORMALIZATION = {"scheme": "percentile_clip", "lower_percentile": 0.5, "upper_percentile": 99.5}
-DEFAULT_DIFFUSION = {
-    "num_train_timesteps": 1000,
-    "beta_schedule": "linear",
-    "beta_start": 1e-4,
-    "beta_end": 0.02,
-    "prediction_type": "epsilon",
-    "min_snr_gamma": 5.0,
-    "clip_sample": True,
-}
 # The thesis's effective batch was 32 slices; more slices per step only costs time on a CPU.
 MAX_SLICES_PER_BATCH = {"cuda": 32, "cpu": 16}
 BASE_CHANNELS = {"cuda": 64, "cpu": 32}
@@ -137,7 +129,7 @@ def plan_experiment(fingerprint: dict, overrides: dict[str, Any] | None = None, 
     planned_masks["dilation_radius_voxels"] = radius_voxels
     training_masks = {key: decisions.decide(f"training_masks.{key}", value) for key, value in planned_masks.items()}
 
-    diffusion = dict(DEFAULT_DIFFUSION)
+    diffusion = dict(DEFAULT_SCHEDULE_CONFIG)
     for key in list(diffusion):
         diffusion[key] = decisions.decide(f"diffusion.{key}", diffusion[key])
 
