@@ -426,6 +426,14 @@ def test_demo_models_are_preferred_by_channels_and_cond_fill(data_roots, no_demo
     assert choose_model_folder(num_input_channels=1) == no_demo_models / "t1"
     assert choose_model_folder(num_input_channels=2) == no_demo_models / "both"
     assert choose_model_folder(task="cond_synth") == no_demo_models / "synth"
+    # with a one-channel fill demo and a two-channel synthesis demo, two inputs are not silently synthesised into
+    (no_demo_models / "both").rename(staging / "both_unused")
+    (no_demo_models / "synth").rename(staging / "synth_unused")
+    make_model_folder(staging / "synth2", "cond_synth", "2d", channel_names=("T1w", "FLAIR")).rename(no_demo_models / "synth")
+    assert choose_model_folder(num_input_channels=1) == no_demo_models / "t1"
+    with pytest.raises(LdiffError, match="choose one with -m"):
+        choose_model_folder(num_input_channels=2)
+    assert choose_model_folder(task="cond_synth", num_input_channels=2) == no_demo_models / "synth"
     saved = json.loads((no_demo_models / "t1" / "model.json").read_text())
     assert saved["task"] == "cond_fill"
 

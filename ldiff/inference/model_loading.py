@@ -11,7 +11,8 @@ Automatic choice (no ``-m``): the candidates are every results fold folder holdi
 checkpoint, plus the demo models, narrowed by whatever of dataset, task, configuration and fold
 the user gave. One candidate is used. Without any of those options, a single model trained by the
 user beats the demo models; with no trained model, the demo model whose channel count matches the
-input and whose task is ``cond_fill`` is preferred. Anything still ambiguous is one sentence listing
+input and whose task is ``cond_fill`` is used (a demo model of another task only when asked for
+with ``-t``). Anything still ambiguous is one sentence listing
 the choices.
 """
 from __future__ import annotations
@@ -175,8 +176,9 @@ def choose_model_folder(model_folder: str | Path | None = None, dataset: str | N
         if len(trained) == 1:
             return trained[0].folder
         if not trained:
-            preferred = [c for c in candidates if num_input_channels in (None, len(c.channel_names))]
-            preferred = [c for c in preferred if c.task == DEFAULT_AUTO_TASK] or preferred
+            # A demo model of another task is never picked for the user: -i/-o alone means "fill".
+            fills = [c for c in candidates if c.task == DEFAULT_AUTO_TASK]
+            preferred = [c for c in fills if num_input_channels in (None, len(c.channel_names))]
             if len(preferred) == 1:
                 return preferred[0].folder
     if len(candidates) == 1:

@@ -1,0 +1,161 @@
+"""Lesion synthesis on the example dataset's held-out test cases: synthetic against real lesions.
+
+    python benchmarks/synthesis_comparison.py -d 1 --model ldiff/demo_models/t1_flair_cond_synth
+
+Each test case of the example dataset exists twice: with simulated lesions (``imagesTs``, lesion
+masks in ``labelsTs``) and without them (``healthyTs``, same noise and bias field). A synthesis
+model gets the lesion-free scan and the real lesion mask and paints lesions into it; the result is
+scored against the scan with the real lesions, inside the lesion mask dilated by the model's
+planned dilation (``ldiff_evaluate``, thesis and BraTS protocols; the thesis's protocol for
+synthesis). The lesion-free input is scored the same way as the floor a synthesis must clear.
+
+Lesion contrast, per channel: ``100 * (mean in the lesions - mean in the surrounding normal
+white matter) / mean in the surrounding normal white matter``, where the surrounding white matter
+is the case's WM (``tissueTs`` label 3) within 2-5 mm of a lesion and outside the dilated mask. MS
+lesions are hypointense on T1w (negative contrast) and hyperintense on FLAIR (positive contrast).
+
+Writes ``synthesis.md`` (table), ``synthesis.csv``, previews and the NIfTI outputs to ``--output``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from fill_comparison import folder_name, write_dilated_masks
+from ldiff import paths
+from ldiff.dataset.raw import RawDataset
+from ldiff.evaluation.evaluate import evaluate_folder, format_table
+from ldiff.inference.model_loading import read_model_json
+from ldiff.io import read_image, write_image_atomic
+from ldiff.io.images import Geometry
+from ldiff.masks import dilate_mask
+
+WM_LABEL = 3
+SHELL_MM = (2.0, 5.0)
+METRICS = [("thesis", "ssim_in"), ("thesis", "psnr_in"), ("brats2023", "ssim_in"), ("brats2023", "psnr_in")]
+
+
+def lesion_contrast_percent(image: np.ndarray, lesion: np.ndarray, shell: np.ndarray) -> float:
+    """``100 (mean(image[lesion]) - mean(image[shell])) / mean(image[shell])``; NaN if either region is empty."""
+    if not lesion.any() or not shell.any():
+        return float("nan")
+    surrounding = float(image[shell].mean())
+    return 100.0 * (float(image[lesion].mean()) - surrounding) / surrounding
+
+
+def normal_white_matter_shell(lesion: np.ndarray, tissue: np.ndarray, excluded: np.ndarray,
+                              spacing: tuple[float, ...]) -> np.ndarray:
+    """WM voxels between ``SHELL_MM`` of the lesions, outside ``excluded`` (the dilated mask)."""
+    inner = dilate_mask(lesion, spacing=spacing, shape="ball", radius_mm=SHELL_MM[0])
+    outer = dilate_mask(lesion, spacing=spacing, shape="ball", radius_mm=SHELL_MM[1])
+    return outer & ~inner & ~excluded & (tissue == WM_LABEL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-d", "--dataset", default="1", help="raw dataset with imagesTs, labelsTs, healthyTs, tissueTs")
+    parser.add_argument("--model", required=True, type=Path, help="cond_synth or uncond_synth model folder")
+    parser.add_argument("--checkpoint", default="final", choices=("final", "latest"))
+    parser.add_argument("--sampler", default=None, help="ldiff sampler (default: the task's default)")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=None, help="crops per network call (default: the model's)")
+    parser.add_argument("--cases", type=int, default=None, help="only the first N test cases")
+    parser.add_argument("--no-lpips", action="store_true")
+    parser.add_argument("-o", "--output", type=Path, default=Path("benchmark_results/synthesis"))
+    arguments = parser.parse_args()
+
+    from ldiff.inference.predictor import Predictor
+    from ldiff.inference.preview import write_preview
+
+    name = paths.find_dataset_name(arguments.dataset, [paths.raw_root()])
+    dataset = RawDataset(paths.raw_root() / name)
+    cases = dataset.cases("Ts")[: arguments.cases]
+    if not cases or any(c.healthy_files is None or c.tissue_file is None for c in cases):
+        raise SystemExit(f"{dataset.folder} needs imagesTs, labelsTs, healthyTs and tissueTs (ldiff_make_example writes them).")
+    description = read_model_json(arguments.model)
+    if "synth" not in description["task"]:
+        raise SystemExit(f"{arguments.model}: a {description['task']} model; this benchmark needs a synthesis model.")
+    channel_names = list(description["channel_names"])
+    channels = [dataset.channel_names.index(channel) for channel in channel_names]
+    radius = int(description["mask_dilation"]["radius_voxels"])
+    output = arguments.output
+    masks = write_dilated_masks(dataset, cases, radius, output / "masks")
+    inputs, references = output / "inputs", output / "references"
+    for case in cases:
+        for index in channels:
+            for source, folder in ((case.healthy_files[index], inputs), (case.image_files[index], references)):
+                if not (folder / source.name).exists():
+                    write_image_atomic(read_image(source), folder / source.name)
+
+    options = {key: value for key, value in (("sampler", arguments.sampler), ("steps", arguments.steps),
+                                             ("batch_size", arguments.batch_size)) if value is not None}
+    predictor = Predictor.from_folder(arguments.model, checkpoint=arguments.checkpoint, device=arguments.device, **options)
+    label = f"ldiff {description['task']} {description.get('config_name', '')} ({'+'.join(channel_names)})"
+    synthesised = output / folder_name(label)
+    seconds = []
+    for case in cases:
+        healthy = [read_image(case.healthy_files[index]) for index in channels]
+        lesion = sitk.GetArrayFromImage(read_image(case.label_file)) > 0
+        start = time.perf_counter()
+        result = predictor.predict(healthy, lesion, seed=0)
+        seconds.append(time.perf_counter() - start)
+        for index, image in zip(channels, result.images):
+            write_image_atomic(image, synthesised / case.image_files[index].name)
+        write_preview(output / f"{case.identifier}_preview.png", [sitk.GetArrayFromImage(i) for i in healthy], lesion,
+                      [sitk.GetArrayFromImage(i) for i in result.images], Geometry.of(healthy[0]), channel_names,
+                      f"{case.identifier}: lesions synthesised by {arguments.model}")
+
+    rows_by_method = {"lesion-free input (no synthesis)": (inputs, None),
+                      label: (synthesised, float(np.mean(seconds))),
+                      "real lesions (reference)": (references, None)}
+    contrasts = {method: {channel: [] for channel in channel_names} for method in rows_by_method}
+    for case in cases:
+        lesion_image = read_image(case.label_file)
+        lesion = sitk.GetArrayFromImage(lesion_image) > 0
+        dilated = sitk.GetArrayFromImage(read_image(masks / case.label_file.name)) > 0
+        tissue = sitk.GetArrayFromImage(read_image(case.tissue_file))
+        shell = normal_white_matter_shell(lesion, tissue, dilated, lesion_image.GetSpacing())
+        for method, (folder, _) in rows_by_method.items():
+            for index, channel in zip(channels, channel_names):
+                image = sitk.GetArrayFromImage(read_image(folder / case.image_files[index].name)).astype(np.float64)
+                contrasts[method][channel].append(lesion_contrast_percent(image, lesion, shell))
+
+    header = (["method", "seconds/case"] + [f"{p} {m}" for p, m in METRICS]
+              + [f"{channel} lesion contrast %" for channel in channel_names])
+    rows = []
+    for method, (folder, time_per_case) in rows_by_method.items():
+        row: list = [method, time_per_case]
+        if folder is references:
+            row += [None] * len(METRICS)
+        else:
+            result = evaluate_folder(references, folder, masks, output_json=folder / "summary.json",
+                                     lpips=not arguments.no_lpips, num_processes=1)
+            for protocol, metric in METRICS:
+                entry = result["aggregate"].get(protocol, {}).get(metric)
+                row.append(None if entry is None else entry["mean"])
+        row += [float(np.nanmean(contrasts[method][channel])) for channel in channel_names]
+        rows.append(row)
+    table = format_table(rows, header)
+    summary = (f"Dataset {name}, {len(cases)} test cases: lesions synthesised into the lesion-free scans in the real "
+               f"lesion masks, scored against the scans with the real lesions inside the masks dilated by {radius} "
+               f"voxel(s) (thesis: [-1, 1], SSIM 7x7 data range 2, PSNR 10 log10(4/MSE); brats2023: percentile-"
+               f"normalised). Lesion contrast: % difference of the lesion mean from the normal WM {SHELL_MM[0]:g}-"
+               f"{SHELL_MM[1]:g} mm around it (T1w lesions are darker, FLAIR lesions brighter).")
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "synthesis.md").write_text(summary + "\n\n" + table + "\n", encoding="utf-8")
+    with open(output / "synthesis.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    print(summary)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
