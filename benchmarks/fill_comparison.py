@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--sampler", default=None, help="ldiff sampler (default: the task's default)")
     parser.add_argument("--steps", type=int, default=None, help="ldiff sampler steps (default: the sampler's)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=None, help="crops per network call (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="samples per network call, draws included (default: the model's)")
     parser.add_argument("--num-samples", type=int, nargs="+", default=[1],
                         help="ldiff draws averaged per crop; several values give one row each (e.g. 1 4)")
     parser.add_argument("--cases", type=int, default=None, help="only the first N test cases")

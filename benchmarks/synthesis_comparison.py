@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--sampler", default=None, help="ldiff sampler (default: the task's default)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=None, help="crops per network call (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="samples per network call, draws included (default: the model's)")
     parser.add_argument("--cases", type=int, default=None, help="only the first N test cases")
     parser.add_argument("--no-lpips", action="store_true")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmark_results/synthesis"))

@@ -452,3 +452,15 @@ def test_averaged_draws_keep_the_outside_and_differ_from_one_draw(models, case):
     assert not np.allclose(mean[0][lesion], one[0][lesion])
     with pytest.raises(LdiffError, match="num_samples must be >= 1"):
         Predictor.from_folder(models[("cond_fill", "2d")], num_samples=0)
+
+
+def test_a_network_call_never_holds_more_samples_than_the_batch_size(models, case):
+    images, lesion = case
+    predictor = Predictor.from_folder(models[("cond_fill", "2d")], num_samples=3, batch_size=4,
+                                      **dict(options_for("cond_fill"), sampler="ddim", eta=0.0))
+    sizes = []
+    forward = predictor.model.network.forward
+    predictor.model.network.forward = lambda x, t: sizes.append(x.shape[0]) or forward(x, t)
+    predictor.predict([sitk.Cast(i, sitk.sitkFloat32) for i in images], lesion, seed=1)
+    # 3 draws per crop: one crop (3 samples) per call fits in 4; two crops (6 samples) would not
+    assert sizes and max(sizes) == 3

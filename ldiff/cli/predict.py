@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="uncond_synth: coarse-lesion intensity per channel (or one for all): a value in the "
                           "model's [-1, 1] space or pNN, a percentile of the brain (default: the training "
                           "fingerprint's median lesion intensity, else p10 for T1-weighted and p99 for other channels)")
-    sampling.add_argument("--batch-size", type=int, help="crops per network call (default: the training batch size)")
+    sampling.add_argument("--batch-size", type=int, help="samples per network call, --num-samples draws of a crop included "
+                          "(default: the training batch size)")
     sampling.add_argument("--num-samples", type=int, default=1,
                           help="average this many draws per crop: 1 (default) is one realistic sample; more give "
                                "the posterior mean (lowest expected error, smoother), at that many times the cost")

@@ -81,8 +81,8 @@ class SamplingOptions:
     """How to sample; ``None`` means the task's default (see the module docstring).
 
     ``eta`` (DDIM only), ``jump_length`` and ``resamplings`` (RePaint), ``t0`` (uncond_synth: an int
-    timestep or a float fraction of the schedule), ``batch_size`` (crops per network call; default
-    the model's training batch size, at least 1), ``context_margin`` and ``context_slices`` (see
+    timestep or a float fraction of the schedule), ``batch_size`` (samples per network call, the K
+    draws of a crop included; default the model's training batch size, at least 1), ``context_margin`` and ``context_slices`` (see
     :func:`ldiff.inference.roi.plan_rois`), ``whole_slices`` (the reference layout, for benchmarks),
     ``num_samples`` (draws averaged per crop: 1 gives one realistic sample with texture; K > 1 gives
     their mean, an estimate of the posterior mean that minimises the expected squared error, smoother
@@ -373,14 +373,17 @@ class Predictor:
         model, device, task = self.model, self.model.device, self.model.task
         generator = torch.Generator().manual_seed(int(seed))
         result = image.copy()
-        batches = group_batches(plan.crops, self.batch_size)
+        draws = self.options.num_samples
+        # The K draws of a crop run side by side, so a call holds batch_size // K crops: the memory of a
+        # call stays what batch_size promises, and on a CPU a smaller batch is also faster per sample
+        # (benchmarks/prediction_speed.py).
+        batches = group_batches(plan.crops, max(1, self.batch_size // draws))
         for batch in tqdm(batches, desc="sampling", unit="batch", disable=not progress, leave=False):
             known = torch.from_numpy(np.stack([extract(image, crop, BACKGROUND) for crop in batch])).to(device)
             mask = torch.from_numpy(np.stack([extract(paint[None], crop, 0) for crop in batch])).to(device)
             if not model.is_pseudo3d:  # (B, C, 1, H, W) -> (B, C, H, W)
                 known, mask = known[:, :, 0], mask[:, :, 0]
             mask = mask.float()
-            draws = self.options.num_samples
             if draws > 1:  # the K draws of each crop run side by side in one batch
                 known = known.repeat(draws, *([1] * (known.dim() - 1)))
                 mask = mask.repeat(draws, *([1] * (mask.dim() - 1)))
