@@ -26,7 +26,7 @@ from ldiff.evaluation.classic import CLASSIC_METHODS
 from ldiff.evaluation.classic.files import fill_classic_files
 from ldiff.evaluation.evaluate import evaluate_folder, format_table
 from ldiff.inference.model_loading import read_model_json
-from ldiff.io import array_to_image, read_image, write_image_atomic
+from ldiff.io import array_to_image, atomic_path, read_image, write_image_atomic
 from ldiff.io.images import Geometry
 from ldiff.masks import dilate_mask
 
@@ -37,6 +37,19 @@ COLUMNS = [("thesis", "ssim_in"), ("thesis", "psnr_in"), ("thesis", "mse_in"), (
 def folder_name(label: str) -> str:
     """A file-system friendly folder name for a method's label."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")
+
+
+def write_report(output: Path, stem: str, description: str, header: list[str], rows: list[list]) -> str:
+    """Writes ``stem.md`` (description + markdown table) and ``stem.csv`` atomically; returns the table."""
+    table = format_table(rows, header)
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output / f"{stem}.md") as temporary:
+        temporary.write_text(description + "\n\n" + table + "\n", encoding="utf-8")
+    with atomic_path(output / f"{stem}.csv") as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return table
 
 
 def write_dilated_masks(dataset: RawDataset, cases: list, radius_voxels: int, folder: Path) -> Path:
@@ -142,17 +155,11 @@ def main() -> None:
             entry = result["aggregate"].get(protocol, {}).get(metric)
             row.append(None if entry is None else entry["mean"])
         rows.append(row)
-    table = format_table(rows, header)
     description = (f"Dataset {name}, {len(cases)} test cases, channels {', '.join(dataset.channel_names[i] for i in scored)}; "
                    f"region: lesion masks dilated by {radius} voxel(s); means over cases and channels.\n"
                    f"thesis = images scaled to [-1, 1], SSIM map (7x7, data range 2) averaged in the region, "
                    f"PSNR = 10 log10(4 / MSE); brats2023 = BraTS inpainting protocol (percentile-normalised, in the region).")
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "comparison.md").write_text(description + "\n\n" + table + "\n", encoding="utf-8")
-    with open(output / "comparison.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    table = write_report(output, "comparison", description, header, rows)
     plot(rows, header, output / "comparison.png")
     print(description)
     print(table)

@@ -20,7 +20,6 @@ Writes ``robustness.md`` and ``robustness.csv`` to ``--output``.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,7 +27,7 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-from fill_comparison import folder_name, write_dilated_masks
+from fill_comparison import folder_name, write_dilated_masks, write_report
 from ldiff import paths
 from ldiff.dataset.raw import RawDataset
 from ldiff.evaluation.classic.files import fill_classic_files
@@ -38,6 +37,7 @@ from ldiff.io import array_to_image, read_image, write_image_atomic
 from ldiff.io.images import Geometry
 
 CLASSIC = ("patch", "biharmonic")
+HEADER = ["perturbation", "method", "seconds/case", "thesis ssim_in", "thesis psnr_in"]
 
 
 # Each perturbation is f(volume, brain, rng, truth): statistics come from the lesion-free truth, so that
@@ -141,19 +141,12 @@ def main() -> None:
             result = evaluate_folder(references, folder / folder_name(method), masks, lpips=False, num_processes=1)
             aggregate = result["aggregate"]["thesis"]
             rows.append([perturbation_name, method, seconds, aggregate["ssim_in"]["mean"], aggregate["psnr_in"]["mean"]])
-        print(format_table(rows[-len(timings):], ["perturbation", "method", "seconds/case", "thesis ssim_in", "thesis psnr_in"]))
+        print(format_table(rows[-len(timings):], HEADER))
 
-    header = ["perturbation", "method", "seconds/case", "thesis ssim_in", "thesis psnr_in"]
-    table = format_table(rows, header)
     summary = (f"Dataset {name}, {len(cases)} test cases, model {arguments.model} ({arguments.sampler}, "
                f"{arguments.steps} steps); perturbed inputs and truths; region: lesion masks dilated by {radius} "
                f"voxel(s); thesis protocol.")
-    arguments.output.mkdir(parents=True, exist_ok=True)
-    (arguments.output / "robustness.md").write_text(summary + "\n\n" + table + "\n", encoding="utf-8")
-    with open(arguments.output / "robustness.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    table = write_report(arguments.output, "robustness", summary, HEADER, rows)
     print(summary)
     print(table)
 

@@ -19,17 +19,16 @@ Writes ``synthesis.md`` (table), ``synthesis.csv``, previews and the NIfTI outpu
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from fill_comparison import folder_name, write_dilated_masks
+from fill_comparison import folder_name, write_dilated_masks, write_report
 from ldiff import paths
 from ldiff.dataset.raw import RawDataset
-from ldiff.evaluation.evaluate import evaluate_folder, format_table
+from ldiff.evaluation.evaluate import evaluate_folder
 from ldiff.inference.model_loading import read_model_json
 from ldiff.io import read_image, write_image_atomic
 from ldiff.io.images import Geometry
@@ -141,18 +140,12 @@ def main() -> None:
                 row.append(None if entry is None else entry["mean"])
         row += [float(np.nanmean(contrasts[method][channel])) for channel in channel_names]
         rows.append(row)
-    table = format_table(rows, header)
     summary = (f"Dataset {name}, {len(cases)} test cases: lesions synthesised into the lesion-free scans in the real "
                f"lesion masks, scored against the scans with the real lesions inside the masks dilated by {radius} "
                f"voxel(s) (thesis: [-1, 1], SSIM 7x7 data range 2, PSNR 10 log10(4/MSE); brats2023: percentile-"
                f"normalised). Lesion contrast: % difference of the lesion mean from the normal WM {SHELL_MM[0]:g}-"
                f"{SHELL_MM[1]:g} mm around it (T1w lesions are darker, FLAIR lesions brighter).")
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "synthesis.md").write_text(summary + "\n\n" + table + "\n", encoding="utf-8")
-    with open(output / "synthesis.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    table = write_report(output, "synthesis", summary, header, rows)
     print(summary)
     print(table)
 
