@@ -1,4 +1,5 @@
-"""ldiff_fill_classic: fill MS lesions with the classic methods (NAWM, rim, patch, biharmonic).
+"""ldiff_fill_classic: fill MS lesions with the classic methods (NAWM, rim, patch, biharmonic,
+ring median, SLF).
 
 Single image: ``ldiff_fill_classic -i t1.nii.gz --mask lesions.nii.gz -o filled.nii.gz --method nawm``.
 Folder of cases: ``ldiff_fill_classic -i imagesTs -o filled --masks labelsTs --method all``
@@ -11,15 +12,15 @@ import argparse
 from ldiff.cli.common import run_command
 
 # Kept here rather than imported so that --help does not pay for importing scipy and scikit-image.
-METHOD_CHOICES = ("nawm", "rim", "patch", "biharmonic", "all")
+METHOD_CHOICES = ("nawm", "rim", "patch", "biharmonic", "ringmedian", "slf", "all")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ldiff_fill_classic",
-        description="Fill lesions with the classic fillers MS studies use (FSL-, ANTs-, NiftySeg-style and "
-        "biharmonic), to compare ldiff against. Only voxels inside the mask change; outputs keep the "
-        "input's grid and pixel type.",
+        description="Fill lesions with the classic fillers MS studies use (FSL-, ANTs-, NiftySeg-style, "
+        "biharmonic, SLF) and a ring-median baseline, to compare ldiff against. Only voxels inside the mask "
+        "change; outputs keep the input's grid and pixel type.",
     )
     parser.add_argument("-i", "--input", required=True, help="a NIfTI image, or a folder of {case}_XXXX.nii.gz images")
     parser.add_argument("-o", "--output", required=True,
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     masks.add_argument("--masks", metavar="DIR",
                        help="folder of {case}.nii.gz lesion masks (default: the input folder)")
     parser.add_argument("--wm", help="white-matter mask (0/1): a file for a single image, a folder of "
-                        "{case}.nii.gz for a folder; used by nawm (and to restrict the rim)")
+                        "{case}.nii.gz for a folder; used by nawm, ringmedian and slf (and to restrict the rim); "
+                        "slf without it assumes a T1-like contrast")
     parser.add_argument("--dilate", type=int, default=0, metavar="N",
                         help="dilate the lesion mask by a ball of N voxels before filling (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same output")

@@ -1,4 +1,4 @@
-"""One entry point for the four classic fillers: choose by name, seed once."""
+"""One entry point for the classic fillers: choose by name, seed once."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -10,14 +10,18 @@ from ldiff.evaluation.classic.lesions import Spacing
 from ldiff.evaluation.classic.nawm import fill_nawm
 from ldiff.evaluation.classic.patch import fill_patch
 from ldiff.evaluation.classic.rim import fill_rim
+from ldiff.evaluation.classic.ringmedian import fill_ringmedian
+from ldiff.evaluation.classic.slf import fill_slf
 
-CLASSIC_METHODS = ("nawm", "rim", "patch", "biharmonic")
+CLASSIC_METHODS = ("nawm", "rim", "patch", "biharmonic", "ringmedian", "slf")
 
 _FILLERS: dict[str, Callable[..., np.ndarray]] = {
     "nawm": fill_nawm,
     "rim": fill_rim,
     "patch": fill_patch,
     "biharmonic": fill_biharmonic,
+    "ringmedian": fill_ringmedian,
+    "slf": fill_slf,
 }
 
 
