@@ -25,6 +25,7 @@ SETTING_OPTIONS = {
     "log_every": "log_every",
     "lesion_shapes_from": "lesion_shapes_from",
     "augmentation": "augmentation",
+    "pretrained_weights": "pretrained_weights",
 }
 
 
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augmentation", choices=("default", "strong"),
                         help="strong: wider intensity, contrast, gamma, noise and bias-field augmentation, for models "
                              "that must work on other scanners (default: default)")
+    parser.add_argument("--pretrained-weights", metavar="MODEL_FOLDER",
+                        help="fine-tune from a trained model folder (a results fold_F folder or a demo model such as "
+                             "ldiff/demo_models/t1_cond_fill) of the same task, channels, network and prediction type; "
+                             "optimizer and step start fresh")
     launch = parser.add_mutually_exclusive_group()
     launch.add_argument("--num-gpus", type=int, help="data-parallel training on N local GPUs (implies --device cuda)")
     launch.add_argument("--num-processes", type=int,

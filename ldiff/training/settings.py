@@ -54,6 +54,10 @@ class TrainingSettings:
             borrow for their masks (for healthy-only datasets).
         augmentation: ``"default"`` or ``"strong"`` (see ``ldiff.training.augmentation``); strong
             intensity, contrast, noise and bias-field augmentation for models that must generalise.
+        pretrained_weights: fine-tuning: the absolute model folder whose ``checkpoint_final.pth``
+            weights the run started from (``--pretrained-weights``; see ``pretrained.py``), or None.
+        pretrained_model: filled in by ldiff from that folder: ``{"dataset_name", "task",
+            "config_name", "step"}`` of the weights it started from, or None.
     """
 
     num_training_steps: int
@@ -74,6 +78,8 @@ class TrainingSettings:
     num_workers: int = 2
     lesion_shapes_from: str | None = None
     augmentation: str = "default"
+    pretrained_weights: str | None = None
+    pretrained_model: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         positive = ("num_training_steps", "batch_size", "log_every", "checkpoint_every")
@@ -90,6 +96,9 @@ class TrainingSettings:
             problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.augmentation not in ("default", "strong"):
             problems.append(f"augmentation must be default or strong, got {self.augmentation!r}")
+        if self.pretrained_weights is not None and (not isinstance(self.pretrained_weights, str)
+                                                    or not self.pretrained_weights):
+            problems.append(f"pretrained_weights must be a model folder or None, got {self.pretrained_weights!r}")
         if problems:
             raise LdiffError("Invalid training settings: " + "; ".join(problems) + ".")
 

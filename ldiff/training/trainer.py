@@ -55,6 +55,7 @@ from ldiff.training.distributed import (
 from ldiff.training.ema import ExponentialMovingAverage
 from ldiff.training.lesion_library import load_or_build_lesion_library
 from ldiff.training.lr_schedule import WarmupCosineSchedule
+from ldiff.training.pretrained import load_pretrained_weights, pretrained_settings
 from ldiff.training.progress import TrainingLog, plot_progress
 from ldiff.training.settings import TrainingRun, TrainingSettings, borrowed_lesion_library, resolve_run
 from ldiff.training.splits import get_split
@@ -128,6 +129,8 @@ class Trainer:
         self.per_rank_batch = settings.batch_size // context.world_size
         torch.manual_seed(keyed_seed(settings.seed, 0, GLOBAL_RNG_STREAM))  # identical initial weights on every rank
         self.network = build_network(run.network_config).to(self.device)
+        if resume_from is None and settings.pretrained_weights is not None:  # the EMA below starts from them too
+            load_pretrained_weights(self.network, settings.pretrained_weights)
         self.model: nn.Module = self.network
         if context.is_distributed:
             self.model = nn.parallel.DistributedDataParallel(
@@ -342,7 +345,8 @@ def train(dataset: str | int, config_name: str, task_name: str, fold: int | str 
             ``overrides``); without a checkpoint the run starts from scratch.
         num_processes: data-parallel processes to spawn on this machine (one per GPU on CUDA).
             Under ``torchrun`` leave it at 1: the environment says the rank and world size.
-        overrides: any :class:`TrainingSettings` field, e.g. ``num_training_steps=2000, batch_size=8``.
+        overrides: any :class:`TrainingSettings` field, e.g. ``num_training_steps=2000, batch_size=8``;
+            ``pretrained_weights=MODEL_FOLDER`` fine-tunes from a trained model (see ``pretrained.py``).
 
     Raises:
         LdiffError: one sentence for every user error (see ``settings.resolve_run``).
@@ -359,6 +363,8 @@ def train(dataset: str | int, config_name: str, task_name: str, fold: int | str 
         logger.warning("--c: no %s in %s yet; starting from scratch", checkpoints.LATEST_NAME, run.output_folder)
     elif latest.is_file():
         logger.warning("%s exists and will be overwritten (use --c to continue it)", latest)
+    requested = overrides.pop("pretrained_weights", None)
+    overrides.update(pretrained_settings(requested, run, resume, saved_settings))  # checked before any process starts
     settings = TrainingSettings.from_plan(run.configuration, saved_settings, overrides)
     device_type = resolve_device(settings.device, max(num_processes, 1))
     world_size = num_processes if num_processes > 1 else int(os.environ.get("WORLD_SIZE", "1"))
