@@ -35,6 +35,7 @@ setup(
             "ldiff_make_lesion_masks=ldiff.cli.make_lesion_masks:main",
             "ldiff_fill_classic=ldiff.cli.fill_classic:main",
             "ldiff_evaluate=ldiff.cli.evaluate:main",
+            "ldiff_benchmark=ldiff.cli.benchmark:main",
         ]
     },
 )
