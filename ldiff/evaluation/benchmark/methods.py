@@ -95,8 +95,9 @@ class MethodRunner:
             from ldiff.inference.model_loading import choose_model_folder
             from ldiff.inference.predictor import Predictor, SamplingOptions
 
-            folder = choose_model_folder(self.spec.model, task=None if self.spec.model else "cond_fill",
-                                         num_input_channels=num_channels)
+            # Without a folder, the model ldiff_predict -i/-o would pick (a filling model; one trained model
+            # found, else the demo model for the number of channels).
+            folder = choose_model_folder(self.spec.model, num_input_channels=num_channels)
             options = SamplingOptions(**dict(self.spec.sampling))
             self._predictor = Predictor.from_folder(folder, device=self.device, options=options)
         return self._predictor

@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -145,7 +146,7 @@ def write_previews(previews: dict[str, dict], cases: Sequence[str | None], chann
                 bottom.imshow(np.abs(panel - truth), cmap="magma", vmin=0, vmax=0.25 * spread, origin="lower",
                               interpolation="nearest")
                 if index == 0:
-                    top.set_title(title, fontsize=7)
+                    top.set_title(textwrap.fill(title.replace("ldiff:", "ldiff "), 22), fontsize=6)
                 if column == 0:
                     top.set_ylabel(channel, fontsize=8)
                     bottom.set_ylabel("|error|", fontsize=8)
@@ -187,7 +188,7 @@ def write_plot(result: dict[str, Any], path: Path) -> None:
                 low, high = min(everything), max(everything)
                 axis.set_ylim(low - 0.1 * (high - low + 1e-9), high + 0.1 * (high - low + 1e-9))
             axis.set_xticks(positions)
-            axis.set_xticklabels(present, rotation=30, ha="right", fontsize=7)
+            axis.set_xticklabels([textwrap.fill(m, 28) for m in present], rotation=30, ha="right", fontsize=6)
             axis.set_title(f"{channel}: {title}", fontsize=8)
     figure.tight_layout()
     with atomic_path(path, suffix=".png") as temporary:
