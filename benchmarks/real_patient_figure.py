@@ -79,7 +79,8 @@ def main() -> None:
             axis.set_xticks([])
             axis.set_yticks([])
     figure.suptitle((arguments.title + "\n" if arguments.title else "") +
-                    f"{predictor.model.describe()}; {int(mask.sum())} lesion voxels filled in {seconds:.0f} s",
+                    f"{predictor.model.describe()}\n{predictor.describe_sampling()}; {int(mask.sum())} lesion voxels "
+                    f"filled in {seconds:.0f} s",
                     fontsize=7)
     figure.tight_layout()
     output = Path(arguments.output)
@@ -88,7 +89,7 @@ def main() -> None:
         figure.savefig(temporary, format="png", dpi=110)
     record = provenance("python " + " ".join(shlex.quote(a) for a in sys.argv))
     record.update(seconds=round(seconds, 1), lesion_voxels=int(mask.sum()), crops=result.crops,
-                  network_calls=result.network_calls, model=str(folder))
+                  network_calls=result.network_calls, model=str(folder), sampling=predictor.describe_sampling())
     save_json_atomic(record, output.with_suffix(".json"))
     print(f"{output}: {int(mask.sum())} voxels filled in {seconds:.1f} s")
 

@@ -42,6 +42,14 @@ class Task:
     conditional: bool
     paints_lesions: bool
     description: str
+    # What prediction runs when the user names no sampler: ``(key, value)`` pairs of sampler name,
+    # steps and draws averaged per crop (see ``default_sampling``).
+    sampling_defaults: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def default_sampling(self) -> dict[str, object]:
+        """``{"sampler", "steps", "num_samples"}`` used when the user chooses none (module table)."""
+        return dict(self.sampling_defaults)
 
     @property
     def needs_real_lesions(self) -> bool:
@@ -103,10 +111,18 @@ class Task:
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        Task("cond_fill", True, False, "conditional lesion filling: paints healthy tissue inside a mask"),
-        Task("uncond_fill", False, False, "unconditional healthy-anatomy model; fills with RePaint at sampling"),
-        Task("cond_synth", True, True, "conditional lesion synthesis: paints lesions inside a mask"),
-        Task("uncond_synth", False, True, "unconditional MS-anatomy model; synthesises by partial noising"),
+        # Filling: the mean of 4 DPM-Solver++ draws of 3 steps each, an estimate of the posterior mean.
+        # Chosen by measurement on real patients and phantoms (documentation/benchmark.md): the mean
+        # of 4 draws scores higher than one draw, and more steps per draw bought nothing measurable.
+        Task("cond_fill", True, False, "conditional lesion filling: paints healthy tissue inside a mask",
+             (("sampler", "dpm_solver"), ("steps", 3), ("num_samples", 4))),
+        Task("uncond_fill", False, False, "unconditional healthy-anatomy model; fills with RePaint at sampling",
+             (("sampler", "repaint"), ("steps", 50), ("num_samples", 1))),
+        # Synthesis: one draw, so that lesions keep a realistic texture (a mean of draws is smooth).
+        Task("cond_synth", True, True, "conditional lesion synthesis: paints lesions inside a mask",
+             (("sampler", "ddim"), ("steps", 25), ("num_samples", 1))),
+        Task("uncond_synth", False, True, "unconditional MS-anatomy model; synthesises by partial noising",
+             (("sampler", "repaint"), ("steps", 50), ("num_samples", 1))),
     )
 }
 

@@ -376,3 +376,19 @@ def test_a_network_call_never_holds_more_samples_than_the_batch_size(models, cas
     predictor.predict([sitk.Cast(i, sitk.sitkFloat32) for i in images], lesion, seed=1)
     # 3 draws per crop: one crop (3 samples) per call fits in 4; two crops (6 samples) would not
     assert sizes and max(sizes) == 3
+
+
+def test_task_defaults_decide_sampler_steps_and_draws(models, case):
+    images, lesion = case
+    fill = Predictor.from_folder(models[("cond_fill", "2d")])
+    assert fill.describe_sampling() == "dpm_solver 3 steps, mean of 4 draws per crop"
+    sizes = []
+    forward = fill.model.network.forward
+    fill.model.network.forward = lambda x, t: sizes.append(x.shape[0]) or forward(x, t)
+    result = fill.predict([sitk.Cast(i, sitk.sitkFloat32) for i in images], lesion, seed=1)
+    # every crop is drawn 4 times, each draw takes 3 network calls: 12 samples per crop in all
+    assert sum(sizes) == 12 * result.crops and result.network_calls == len(sizes) and len(sizes) % 3 == 0
+    synth = Predictor.from_folder(models[("cond_synth", "2d")])
+    assert synth.describe_sampling() == "ddim 25 steps, one draw per crop"
+    named = Predictor.from_folder(models[("cond_fill", "2d")], sampler="ddim")
+    assert named.describe_sampling() == "ddim 25 steps, mean of 4 draws per crop"  # a named sampler's own steps

@@ -56,9 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="final (default) or latest (the EMA weights of a run still training)")
     sampling = parser.add_argument_group("sampling (defaults depend on the task; see ldiff.inference.predictor)")
     sampling.add_argument("--sampler", choices=SAMPLER_CHOICES,
-                          help="conditional models: ddim (default, 25 steps), ddpm (1000), dpm_solver (15); "
-                          "unconditional models: repaint")
-    sampling.add_argument("--steps", type=int, help="reverse steps (network calls per pass)")
+                          help="conditional models: ddim (25 steps unless --steps), ddpm (1000), dpm_solver (15); "
+                          "unconditional models: repaint. Default: cond_fill dpm_solver with 3 steps and the mean "
+                          "of 4 draws; cond_synth ddim 25 steps, one draw; unconditional models repaint")
+    sampling.add_argument("--steps", type=int, help="reverse steps (network calls per pass); default: the task's")
     sampling.add_argument("--eta", type=float, default=0.0, help="DDIM noise, 0 = deterministic (default 0)")
     sampling.add_argument("--jump-length", type=int,
                           help="RePaint: steps per jump back (default 8 for filling, the whole walk for synthesis)")
@@ -71,10 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "model's [-1, 1] space or pNN, a percentile of the brain (default: the training "
                           "fingerprint's median lesion intensity, else p10 for T1-weighted and p99 for other channels)")
     sampling.add_argument("--batch-size", type=int, help="samples per network call, --num-samples draws of a crop included "
-                          "(default: the training batch size)")
-    sampling.add_argument("--num-samples", type=int, default=1,
-                          help="average this many draws per crop: 1 (default) is one realistic sample; more give "
-                               "the posterior mean (lowest expected error, smoother), at that many times the cost")
+                          "(default: the training batch size; at most 8 on a CPU)")
+    sampling.add_argument("--num-samples", type=int,
+                          help="average this many draws per crop: 1 is one realistic sample with texture; more give "
+                               "the posterior mean (lowest expected error, smoother), at that many times the cost "
+                               "(default: 4 for cond_fill, 1 for the other tasks)")
     sampling.add_argument("--context-margin", type=int, default=16,
                           help="in-plane context voxels around each lesion region (default 16; crops are at least the "
                           "training patch size)")

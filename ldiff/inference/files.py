@@ -209,7 +209,7 @@ def predict_files(inputs: Sequence[str | Path], output: str | Path, model: Model
     for job in tqdm(jobs, desc="checking inputs", unit="case", disable=not progress or len(jobs) < 2, leave=False):
         load_job(job)  # every file readable, one grid, binary masks: before the first write
     # Logged only now, so that a refused run prints its one sentence and nothing else.
-    logger.info("model: %s", predictor.model.describe())
+    logger.info("model: %s; sampling: %s", predictor.model.describe(), predictor.describe_sampling())
     task = predictor.model.task
     if lesion_intensity is not None and (task.conditional or not task.paints_lesions):
         logger.warning("--lesion-intensity is for uncond_synth models; ignored for this %s model.", task.name)

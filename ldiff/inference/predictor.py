@@ -74,6 +74,7 @@ DEFAULT_LESION_PERCENTILE = {"t1": 10.0, "other": 99.0}
 # A preprocessed voxel belongs to the carried-over mask when any original mask voxel contributes to it.
 COVERAGE_THRESHOLD = 1e-6
 DEFAULT_BATCH_SIZE = 8
+CPU_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class SamplingOptions:
     :func:`ldiff.inference.roi.plan_rois`), ``whole_slices`` (the reference layout, for benchmarks),
     ``num_samples`` (draws averaged per crop: 1 gives one realistic sample with texture; K > 1 gives
     their mean, an estimate of the posterior mean that minimises the expected squared error, smoother
-    than any single draw, at K times the cost).
+    than any single draw, at K times the cost). ``sampler``, ``steps`` and ``num_samples`` default to
+    the task's :attr:`~ldiff.tasks.Task.default_sampling`.
     """
 
     sampler: str | None = None
@@ -99,7 +101,7 @@ class SamplingOptions:
     context_margin: int = DEFAULT_CONTEXT_MARGIN
     context_slices: int | None = None
     whole_slices: bool = False
-    num_samples: int = 1
+    num_samples: int | None = None
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "jump_length": self.jump_length,
@@ -113,11 +115,19 @@ class SamplingOptions:
             raise LdiffError("Invalid prediction options: " + "; ".join(problems) + ".")
 
 
+def resolved_sampler(model: LoadedModel, options: SamplingOptions) -> tuple[str, int | None]:
+    """(sampler name, steps): the options', else the task's defaults (steps of a sampler the user named
+    without steps: :data:`DEFAULT_STEPS`)."""
+    defaults = model.task.default_sampling
+    name = options.sampler or str(defaults["sampler"])
+    steps = options.steps or (int(defaults["steps"]) if name == defaults["sampler"] else DEFAULT_STEPS.get(name))
+    return name, steps
+
+
 def build_task_sampler(model: LoadedModel, options: SamplingOptions) -> Any:
     """The sampler object for the model's task; one sentence for a sampler the task cannot use."""
     task = model.task
-    name = options.sampler or ("ddim" if task.conditional else "repaint")
-    steps = options.steps or DEFAULT_STEPS.get(name)
+    name, steps = resolved_sampler(model, options)
     if task.conditional:
         if name not in CONDITIONAL_SAMPLERS:
             raise LdiffError(f"{task.name} models sample with {', '.join(CONDITIONAL_SAMPLERS)}; "
@@ -219,10 +229,26 @@ class Predictor:
         model = load_model(model_folder, checkpoint, resolve_device(device), expected_task=task)
         return cls(model, dataclasses.replace(options or SamplingOptions(), **fields))
 
+    def describe_sampling(self) -> str:
+        """One line for logs and figure titles, e.g. ``dpm_solver 3 steps, mean of 4 draws per crop``."""
+        name, steps = resolved_sampler(self.model, self.options)
+        draws = self.num_samples
+        return f"{name} {steps} steps, " + ("one draw" if draws == 1 else f"mean of {draws} draws") + " per crop"
+
+    @property
+    def num_samples(self) -> int:
+        """Draws averaged per crop: the option, else the task's default."""
+        return int(self.options.num_samples or self.model.task.default_sampling.get("num_samples", 1))
+
     @property
     def batch_size(self) -> int:
+        """Samples per network call: the option, else the training batch size, on a CPU at most
+        :data:`CPU_BATCH_SIZE` (a CPU's cost per sample grows beyond it: benchmarks/network_batch_cost.py)."""
+        if self.options.batch_size:
+            return int(self.options.batch_size)
         training = self.model.description.get("training") or {}
-        return max(1, int(self.options.batch_size or training.get("batch_size") or DEFAULT_BATCH_SIZE))
+        planned = max(1, int(training.get("batch_size") or DEFAULT_BATCH_SIZE))
+        return planned if self.model.device.type == "cuda" else min(planned, CPU_BATCH_SIZE)
 
     # ---- the two verbs, for SimpleITK images or numpy arrays -----------------------------------
     def fill(self, images: Any, mask: Any, spacing: Sequence[float] | None = None, seed: int = 0) -> Any:
@@ -373,7 +399,7 @@ class Predictor:
         model, device, task = self.model, self.model.device, self.model.task
         generator = torch.Generator().manual_seed(int(seed))
         result = image.copy()
-        draws = self.options.num_samples
+        draws = self.num_samples
         # The K draws of a crop run side by side, so a call holds batch_size // K crops: the memory of a
         # call stays what batch_size promises, and on a CPU a smaller batch is also faster per sample
         # (benchmarks/prediction_speed.py).
