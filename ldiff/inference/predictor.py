@@ -20,9 +20,11 @@ Samplers and their defaults (one network call per step unless said otherwise):
 =====================  ===============================================================================
 task                   sampler
 =====================  ===============================================================================
-cond_fill, cond_synth  ``ddim`` (default; 25 steps, eta 0: deterministic given the initial noise, the
-                       trainer's validation setting), ``ddpm`` (1000 ancestral steps), ``dpm_solver``
-                       (DPM-Solver++(2M), 15 steps: its 10-25 steps match DDIM at 50+)
+cond_fill              ``dpm_solver`` (default: DPM-Solver++(2M), 3 steps, the mean of 4 draws per crop,
+                       an estimate of the posterior mean; chosen by measurement, documentation/
+                       benchmark.md), ``ddim`` (25 steps unless ``steps``, eta 0), ``ddpm`` (1000 steps)
+cond_synth             ``ddim`` (default; 25 steps, eta 0, one draw: a lesion with texture), ``ddpm``,
+                       ``dpm_solver`` (15 steps unless ``steps``)
 uncond_fill            ``repaint`` (default): 50 DDIM-spaced steps, jump 8, 10 resamplings, eta 1 (the
                        thesis's setting, 482 calls; ``--resamplings 1`` is plain replacement, 50 calls)
 uncond_synth           ``repaint`` partial noising: a coarse lesion painted into the mask, noise to

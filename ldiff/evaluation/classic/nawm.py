@@ -20,11 +20,12 @@ texture (noise), which is what segmentation tools expect of WM. Here, per 26-con
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 
 from ldiff.evaluation.classic.lesions import (
+    Lesion,
     Spacing,
     check_fill_inputs,
     crop_lesion,
@@ -106,6 +107,44 @@ def nawm_samples(values: np.ndarray, candidates: np.ndarray, wm: np.ndarray | No
     return pool[dominant_population(pool)]
 
 
+def local_nawm_samples(
+    values: np.ndarray,
+    lesions: np.ndarray,
+    wm: np.ndarray | None,
+    spacing: Spacing | None,
+    radius_mm: float,
+    min_samples: int,
+    max_doublings: int,
+    pick: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray],
+) -> Iterator[tuple[Lesion, np.ndarray]]:
+    """Each lesion with the NAWM intensities around it, as ``nawm`` and ``ringmedian`` draw them.
+
+    ``pick(values_crop, shell, wm_crop)`` chooses the samples among the shell voxels (within
+    ``radius_mm`` of the lesion, outside every lesion). While fewer than ``min_samples`` are found the
+    radius doubles, at most ``max_doublings`` times; a lesion with none gets the NAWM of the whole
+    volume. ValueError when there is no NAWM anywhere.
+    """
+    labels, boxes = label_lesions(lesions)
+    global_samples: np.ndarray | None = None
+    for index, tight_box in boxes:
+        samples = np.zeros(0)
+        radius = float(radius_mm)
+        for _ in range(max_doublings + 1):
+            lesion = crop_lesion(labels, lesions, index, tight_box, voxel_reach(radius, spacing))
+            shell = shell_within(lesion.inside, radius, spacing) & ~lesion.any_lesion
+            samples = pick(values[lesion.box], shell, None if wm is None else wm[lesion.box])
+            if samples.size >= min_samples:
+                break
+            radius *= 2.0
+        if samples.size == 0:
+            if global_samples is None:
+                global_samples = nawm_samples(values, ~lesions, wm)
+            samples = global_samples
+        if samples.size == 0:
+            raise ValueError("no normal-appearing white matter found anywhere to fill the lesions from")
+        yield lesion, samples
+
+
 def fill_nawm(
     image: np.ndarray,
     lesion_mask: np.ndarray,
@@ -132,24 +171,8 @@ def fill_nawm(
         raise ValueError("neighbourhood_mm must be > 0, min_samples >= 1 and max_doublings >= 0")
     values, lesions, wm = check_fill_inputs(image, lesion_mask, wm_mask)
     result = output_like(image)
-    labels, boxes = label_lesions(lesions)
-    global_samples: np.ndarray | None = None
-    for index, tight_box in boxes:
-        samples = np.zeros(0)
-        radius = float(neighbourhood_mm)
-        for _ in range(max_doublings + 1):
-            lesion = crop_lesion(labels, lesions, index, tight_box, voxel_reach(radius, spacing))
-            shell = shell_within(lesion.inside, radius, spacing) & ~lesion.any_lesion
-            samples = nawm_samples(values[lesion.box], shell, None if wm is None else wm[lesion.box])
-            if samples.size >= min_samples:
-                break
-            radius *= 2.0
-        if samples.size == 0:
-            if global_samples is None:
-                global_samples = nawm_samples(values, ~lesions, wm)
-            samples = global_samples
-        if samples.size == 0:
-            raise ValueError("no normal-appearing white matter found anywhere to fill the lesions from")
+    for lesion, samples in local_nawm_samples(values, lesions, wm, spacing, neighbourhood_mm, min_samples,
+                                              max_doublings, nawm_samples):
         count = int(lesion.inside.sum())
         if distribution == "gaussian":
             draws = rng.normal(samples.mean(), samples.std(), size=count)

@@ -19,16 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ldiff.evaluation.classic.lesions import (
-    Spacing,
-    check_fill_inputs,
-    crop_lesion,
-    label_lesions,
-    output_like,
-    shell_within,
-    voxel_reach,
-)
-from ldiff.evaluation.classic.nawm import nawm_samples
+from ldiff.evaluation.classic.lesions import Spacing, check_fill_inputs, output_like
+from ldiff.evaluation.classic.nawm import local_nawm_samples, nawm_samples
 
 
 def ring_samples(values: np.ndarray, ring: np.ndarray, wm: np.ndarray | None) -> np.ndarray:
@@ -63,23 +55,7 @@ def fill_ringmedian(
         raise ValueError("ring_mm must be > 0, min_samples >= 1 and max_doublings >= 0")
     values, lesions, wm = check_fill_inputs(image, lesion_mask, wm_mask)
     result = output_like(image)
-    labels, boxes = label_lesions(lesions)
-    global_samples: np.ndarray | None = None
-    for index, tight_box in boxes:
-        samples = np.zeros(0)
-        radius = float(ring_mm)
-        for _ in range(max_doublings + 1):
-            lesion = crop_lesion(labels, lesions, index, tight_box, voxel_reach(radius, spacing))
-            ring = shell_within(lesion.inside, radius, spacing) & ~lesion.any_lesion
-            samples = ring_samples(values[lesion.box], ring, None if wm is None else wm[lesion.box])
-            if samples.size >= min_samples:
-                break
-            radius *= 2.0
-        if samples.size == 0:
-            if global_samples is None:
-                global_samples = nawm_samples(values, ~lesions, wm)
-            samples = global_samples
-        if samples.size == 0:
-            raise ValueError("no normal-appearing white matter found anywhere to fill the lesions from")
+    for lesion, samples in local_nawm_samples(values, lesions, wm, spacing, ring_mm, min_samples, max_doublings,
+                                              ring_samples):
         result[lesion.box][lesion.inside] = np.median(samples)
     return result
