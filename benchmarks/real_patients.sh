@@ -8,7 +8,7 @@
 # The fine-tunes (600 steps, one CPU thread, about 15 minutes each) are made by
 #   bash benchmarks/real_patients.sh finetune
 # Results: benchmark_results/real_patients/{patient07,patient19,phantoms}/ (benchmark.md, .csv, .json,
-# .png, previews).
+# .png, previews). `bash benchmarks/real_patients.sh transplanted real phantoms` runs only those parts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${OPEN_MS_DATA:-../shared/data/open_ms_data}"
@@ -35,22 +35,23 @@ if [ "${1:-}" = "finetune" ]; then
   exit 0
 fi
 
+parts="${*:-transplanted real phantoms}"
 classic=(biharmonic patch ringmedian slf nawm rim)
 variants() {  # the sampling settings compared for one model folder
   echo "ldiff:$1" "ldiff:$1@num_samples=1" "ldiff:$1@sampler=dpm_solver,steps=10,num_samples=4" \
        "ldiff:$1@sampler=ddim,steps=25,num_samples=1"
 }
 # Transplanted lesions: every sampling variant, every classic filler.
-for pair in "07 19" "19 07"; do
+[[ $parts == *transplanted* ]] && for pair in "07 19" "19 07"; do
   set -- $pair
   ldiff_benchmark -i "$data/patient$1/T1.nii.gz" --mask "$data/patient$1/lesion_mask.nii.gz" --channel-names T1w \
     -o "$out/patient$1" --methods $(variants "$demo") $(variants "$(ft "$2")") "${classic[@]}" --no-real-lesions
 done
-# Real lesions (no truth) and timing of the defaults, both channels for the classic fillers.
-for pair in "07 19" "19 07"; do
+# Real lesions (no truth) and the time of the defaults.
+[[ $parts == *real* ]] && for pair in "07 19" "19 07"; do
   set -- $pair
   ldiff_benchmark -i "$data/patient$1/T1.nii.gz" --mask "$data/patient$1/lesion_mask.nii.gz" --channel-names T1w \
     -o "$out/patient$1_real" --methods "ldiff:$demo" "ldiff:$(ft "$2")" "${classic[@]}" --no-lpips
 done
 # The example dataset's test cases (phantoms; needs ldiff_make_example and Dataset002, see scripts/demo.sh).
-ldiff_benchmark -d 002 --split Ts -o "$out/phantoms" --methods $(variants "$demo") "${classic[@]}" --no-real-lesions
+[[ $parts == *phantoms* ]] && ldiff_benchmark -d 002 --split Ts -o "$out/phantoms" --methods $(variants "$demo") "${classic[@]}" --no-real-lesions

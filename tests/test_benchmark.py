@@ -101,14 +101,26 @@ def test_appearance_measures_the_lesion_ratio_and_the_rim_by_construction():
     images, lesion = phantom(noise=0.0)
     classes = tissue_classes(images[0], lesion)
     nawm = (classes == WM_CLASS) & ~lesion
-    t1 = measure_appearance(images[0], lesion, nawm, classes >= 2, SPACING)
-    flair = measure_appearance(images[1], lesion, nawm, classes >= 2, SPACING)
+    t1 = measure_appearance(images[0], lesion, nawm, classes, SPACING)
+    flair = measure_appearance(images[1], lesion, nawm, classes, SPACING)
     assert t1.ratio_quantiles == pytest.approx(np.full(101, 0.6))
     assert flair.ratio_quantiles == pytest.approx(np.full(101, 1.5))
     assert t1.hypointense and not flair.hypointense
     # the one-voxel rim is half-way: weight 0.5 in the first millimetre, nothing beyond
     assert t1.rim_weight[0] == pytest.approx(0.5) and flair.rim_weight[0] == pytest.approx(0.5)
     assert t1.rim_weight[1:] == pytest.approx([0.0, 0.0])
+
+
+def test_a_lesion_next_to_grey_matter_does_not_widen_the_measured_rim():
+    images, lesion = phantom(noise=0.0)
+    cortex_side = ball(lesion.shape, (20, 24, 37), 2.2)  # reaches the WM border at x = 39
+    images[0][cortex_side], images[1][cortex_side] = 60.0, 120.0
+    lesion |= cortex_side
+    classes = tissue_classes(images[0], lesion)
+    nawm = (classes == WM_CLASS) & ~lesion
+    t1 = measure_appearance(images[0], lesion, nawm, classes, SPACING)
+    # the grey matter 2-3 mm from that lesion would read as rim; only the lesions inside WM measure it
+    assert t1.rim_weight[1:] == pytest.approx([0.0, 0.0], abs=0.02)
 
 
 def test_residual_contrast_is_known_by_construction():

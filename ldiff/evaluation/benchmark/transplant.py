@@ -30,8 +30,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from ldiff.evaluation.benchmark.lesion_context import (distance_from, lesion_rings, normal_appearing_wm,
-                                                        tissue_classes, MIN_RING_VOXELS)
+from ldiff.evaluation.benchmark.lesion_context import (MIN_RING_VOXELS, RING_MM, distance_from, lesion_rings,
+                                                        normal_appearing_wm, tissue_classes)
 from ldiff.masks.boundary import signed_border_distance_mm
 from ldiff.masks.components import lesion_components
 from ldiff.masks.geometry import Spacing, bounding_box, padded_box, spacing_for_array
@@ -39,6 +39,7 @@ from ldiff.masks.placement import deepest_voxel
 
 QUANTILES = np.linspace(0.0, 1.0, 101)
 RIM_BINS_MM = (1.0, 2.0, 3.0)  # outer edges of the rim shells; beyond the last the weight is 0
+MIN_WM_SHARE = 0.8  # lesions whose surroundings beyond the rim are at least this much NAWM give the rim
 
 
 @dataclass(frozen=True)
@@ -72,18 +73,23 @@ class ChannelAppearance:
                     [f"{edge:g}" for edge in RIM_BINS_MM], [round(float(w), 4) for w in self.rim_weight]))}
 
 
-def measure_appearance(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray, tissue: np.ndarray,
+def measure_appearance(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray, classes: np.ndarray,
                        spacing: Spacing | None) -> ChannelAppearance | None:
     """The appearance of the real lesions of ``lesion`` in ``channel`` (see the module docstring).
 
-    ``nawm``: where the reference rings may lie; ``tissue``: GM or WM, where the rim is measured (the
-    rim of a T1 lesion is dark enough that a three-class split often calls it GM, so NAWM alone would
-    miss it; CSF is left out so that ventricles next to a lesion do not pose as its rim). None when
-    no lesion has a usable ring (no lesion, or none inside WM).
+    ``nawm``: where the reference rings may lie; ``classes``: the three-class split
+    (:func:`~ldiff.evaluation.benchmark.lesion_context.tissue_classes`). The rim is measured on GM or
+    WM voxels (the rim of a T1 lesion is dark enough that the split often calls it GM, so NAWM alone
+    would miss it; CSF is left out so that ventricles do not pose as a rim), and only around lesions
+    whose surroundings beyond the rim are mostly NAWM (:data:`MIN_WM_SHARE` of the brain voxels 3-5 mm
+    out): next to cortex or deep grey matter, the darker grey matter would pose as a wide rim. When no
+    lesion qualifies, all are used. None when no lesion has a usable ring (none inside WM).
     """
     channel = np.asarray(channel, dtype=np.float64)
-    lesion, tissue = np.asarray(lesion, dtype=bool), np.asarray(tissue, dtype=bool)
-    ratios, rim_sums, rim_counts = [], np.zeros(len(RIM_BINS_MM)), np.zeros(len(RIM_BINS_MM))
+    lesion, classes = np.asarray(lesion, dtype=bool), np.asarray(classes)
+    ratios = []
+    rim = {True: [np.zeros(len(RIM_BINS_MM)), np.zeros(len(RIM_BINS_MM))],
+           False: [np.zeros(len(RIM_BINS_MM)), np.zeros(len(RIM_BINS_MM))]}
     inner_sum = inner_count = 0.0
     edges = np.concatenate([[0.0], RIM_BINS_MM])
     for found in lesion_rings(lesion, nawm, spacing):
@@ -95,11 +101,17 @@ def measure_appearance(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray
         ratios.append(relative[found.inside])
         inner_sum, inner_count = inner_sum + relative[found.inside].sum(), inner_count + found.inside.sum()
         outside = distance_from(found.inside, spacing)  # a face neighbour is one voxel spacing away
-        usable = tissue[found.box] & ~lesion[found.box]
+        crop_classes = classes[found.box]
+        beyond = (outside > RIM_BINS_MM[-1]) & (outside <= RING_MM[1]) & (crop_classes > 0)
+        in_wm = bool(beyond.any()) and float(nawm[found.box][beyond].mean()) >= MIN_WM_SHARE
+        usable = (crop_classes >= 2) & ~lesion[found.box]
+        sums, counts = rim[in_wm]
         for index in range(len(RIM_BINS_MM)):
             shell = usable & (outside > edges[index]) & (outside <= edges[index + 1])
-            rim_sums[index] += relative[shell].sum()
-            rim_counts[index] += shell.sum()
+            sums[index] += relative[shell].sum()
+            counts[index] += shell.sum()
+    rim_sums, rim_counts = rim[True] if rim[True][1].sum() > 0 else (rim[True][0] + rim[False][0],
+                                                                      rim[True][1] + rim[False][1])
     if not ratios:
         return None
     all_ratios = np.concatenate(ratios)
@@ -258,7 +270,7 @@ def make_transplanted_case(images: np.ndarray, lesion: np.ndarray, spacing: Spac
     nawm_for_rings = normal_appearing_wm(classes, lesion, spacing)
     appearances = []
     for channel in range(images.shape[0]):
-        appearance = measure_appearance(images[channel], lesion, nawm_for_rings, classes >= 2, spacing)
+        appearance = measure_appearance(images[channel], lesion, nawm_for_rings, classes, spacing)
         if appearance is None:
             raise ValueError("no real lesion with normal-appearing white matter around it to measure the lesion "
                              "appearance from")
