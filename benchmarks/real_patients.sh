@@ -42,16 +42,19 @@ variants() {  # the sampling settings compared for one model folder
        "ldiff:$1@sampler=ddim,steps=25,num_samples=1"
 }
 # Transplanted lesions: every sampling variant, every classic filler.
-[[ $parts == *transplanted* ]] && for pair in "07 19" "19 07"; do
+want() { [[ " $parts " == *" $1 "* ]]; }
+if want transplanted; then for pair in "07 19" "19 07"; do
   set -- $pair
   ldiff_benchmark -i "$data/patient$1/T1.nii.gz" --mask "$data/patient$1/lesion_mask.nii.gz" --channel-names T1w \
     -o "$out/patient$1" --methods $(variants "$demo") $(variants "$(ft "$2")") "${classic[@]}" --no-real-lesions
-done
+done; fi
 # Real lesions (no truth) and the time of the defaults.
-[[ $parts == *real* ]] && for pair in "07 19" "19 07"; do
+if want real; then for pair in "07 19" "19 07"; do
   set -- $pair
   ldiff_benchmark -i "$data/patient$1/T1.nii.gz" --mask "$data/patient$1/lesion_mask.nii.gz" --channel-names T1w \
     -o "$out/patient$1_real" --methods "ldiff:$demo" "ldiff:$(ft "$2")" "${classic[@]}" --no-lpips
-done
+done; fi
 # The example dataset's test cases (phantoms; needs ldiff_make_example and Dataset002, see scripts/demo.sh).
-[[ $parts == *phantoms* ]] && ldiff_benchmark -d 002 --split Ts -o "$out/phantoms" --methods $(variants "$demo") "${classic[@]}" --no-real-lesions
+if want phantoms; then
+  ldiff_benchmark -d 002 --split Ts -o "$out/phantoms" --methods $(variants "$demo") "${classic[@]}" --no-real-lesions
+fi

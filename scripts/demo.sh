@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine, on the embedded example dataset:
 #   install ldiff; build the example dataset; verify, fingerprint, plan and preprocess it;
-#   fill the held-out test cases' lesions with the shipped T1w demo model and with the four classic
+#   fill the held-out test cases' lesions with the shipped T1w demo model and with the six classic
 #   fillers; evaluate all of them against the lesion-free truth; print the comparison table and
 #   write the preview PNGs and the bar plot (benchmark_results/demo/).
 # DEMO_CASES (default 3) sets how many test cases are filled; all 6 take about twice as long.

@@ -24,7 +24,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from ldiff.errors import LdiffError

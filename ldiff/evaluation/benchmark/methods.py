@@ -19,7 +19,6 @@ import dataclasses
 import time
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np

@@ -32,7 +32,6 @@ from scipy import ndimage
 
 from ldiff.evaluation.benchmark.lesion_context import (MIN_RING_VOXELS, RING_MM, distance_from, lesion_rings,
                                                         normal_appearing_wm, tissue_classes)
-from ldiff.masks.boundary import signed_border_distance_mm
 from ldiff.masks.components import lesion_components
 from ldiff.masks.geometry import Spacing, bounding_box, padded_box, spacing_for_array
 from ldiff.masks.placement import deepest_voxel
@@ -285,7 +284,3 @@ def make_transplanted_case(images: np.ndarray, lesion: np.ndarray, spacing: Spac
             "placed_voxels": int((labels > 0).sum())}
     return TransplantedCase(painted, images, labels > 0, tuple(appearances), int(labels.max()), len(shapes), info)
 
-
-def signed_distance_to_shapes(mask: np.ndarray, spacing: Spacing | None) -> np.ndarray:
-    """Signed border distance (mm) to ``mask`` (negative inside); re-exported for tests and figures."""
-    return signed_border_distance_mm(mask, spacing)
