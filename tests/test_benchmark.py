@@ -238,3 +238,12 @@ def test_the_scored_region_defaults_to_the_models_own_dilation():
     runner = MethodRunner(parse_method(f"ldiff:{demo}"), device="cpu")
     assert resolve_dilation([runner], None, 1, (1.0, 1.0, 1.0)) == pytest.approx(2.0)  # its plan: 2 mm
     assert resolve_dilation([runner], 1, 1, (0.8, 0.8, 1.2)) == pytest.approx(0.8)  # --dilate counts finest voxels
+
+
+def test_plot_labels_name_the_model_and_its_settings():
+    from ldiff.evaluation.benchmark.report import short_label
+
+    assert short_label("ldiff:results/Dataset019_P/cond_fill__2d/fold_all@steps=3,num_samples=4") == \
+        "ldiff Dataset019_P\nsteps=3, num_samples=4"
+    assert short_label("ldiff:ldiff/demo_models/t1_cond_fill") == "ldiff t1_cond_fill"
+    assert short_label("ldiff") == "ldiff" and short_label("patch") == "patch"

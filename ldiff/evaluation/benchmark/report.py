@@ -56,6 +56,19 @@ def provenance(command: str) -> dict[str, Any]:
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
+def short_label(method: str) -> str:
+    """A method's label for plots: ``ldiff:.../Dataset019_X/cond_fill__2d/fold_all@steps=3`` becomes
+    ``ldiff Dataset019_X`` and ``steps=3`` on a second line (tables keep the full label)."""
+    if not method.startswith("ldiff"):
+        return method
+    head, _, settings = method.partition("@")
+    folder = Path(head.partition(":")[2]) if ":" in head else None
+    name = "ldiff"
+    if folder is not None and folder.parts:
+        name += " " + (folder.parts[-3] if folder.name.startswith("fold_") and len(folder.parts) >= 3 else folder.name)
+    return name + ("\n" + settings.replace(",", ", ") if settings else "")
+
+
 def _cell(value: Any, std: Any = None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -146,7 +159,8 @@ def write_previews(previews: dict[str, dict], cases: Sequence[str | None], chann
                 bottom.imshow(np.abs(panel - truth), cmap="magma", vmin=0, vmax=0.25 * spread, origin="lower",
                               interpolation="nearest")
                 if index == 0:
-                    top.set_title(textwrap.fill(title.replace("ldiff:", "ldiff "), 22), fontsize=6)
+                    top.set_title("\n".join(textwrap.fill(line, 24) for line in short_label(title).split("\n")),
+                                  fontsize=6)
                 if column == 0:
                     top.set_ylabel(channel, fontsize=8)
                     bottom.set_ylabel("|error|", fontsize=8)
@@ -188,7 +202,7 @@ def write_plot(result: dict[str, Any], path: Path) -> None:
                 low, high = min(everything), max(everything)
                 axis.set_ylim(low - 0.1 * (high - low + 1e-9), high + 0.1 * (high - low + 1e-9))
             axis.set_xticks(positions)
-            axis.set_xticklabels([textwrap.fill(m, 28) for m in present], rotation=30, ha="right", fontsize=6)
+            axis.set_xticklabels([short_label(m) for m in present], rotation=30, ha="right", fontsize=6)
             axis.set_title(f"{channel}: {title}", fontsize=8)
     figure.tight_layout()
     with atomic_path(path, suffix=".png") as temporary:
