@@ -80,3 +80,15 @@ def data_roots(tmp_path, monkeypatch):
         roots[variable].mkdir()
         monkeypatch.setenv(variable, str(roots[variable]))
     return roots
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny convolutions are 10-20 times slower with OpenMP threads fighting on a shared 2-core machine;
+    modules of torch-heavy tests use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -137,6 +137,20 @@ def test_residual_contrast_is_known_by_construction():
     assert residual_contrast(filled, region, nawm, SPACING).weighted_abs == pytest.approx(0.0)
 
 
+def test_wm_fraction_counts_the_filled_voxels_the_scans_own_split_calls_wm():
+    from ldiff.evaluation.benchmark.lesion_context import tissue_centres, wm_fraction
+
+    images, lesion = phantom(noise=0.0)
+    region = distance_from(lesion, SPACING) <= 1.0
+    centres = tissue_centres(images[0], region, images[0] > 0)
+    filled = images[0].copy()
+    filled[region] = 100.0  # the WM level
+    assert wm_fraction(filled, region, centres) == 1.0
+    filled[region] = 70.0  # the GM level
+    assert wm_fraction(filled, region, centres) == 0.0
+    assert wm_fraction(images[0], region, centres) == 0.0  # the unfilled lesions (60) and rim (80) are not WM
+
+
 def test_a_perfect_filler_scores_infinite_psnr_and_the_painted_input_does_not():
     images, lesion = phantom()
     case = make_transplanted_case(images, lesion, SPACING, np.random.default_rng(1), 0, None, SETTINGS)

@@ -39,13 +39,7 @@ FAST = {"steps": 3}
 FAST_REPAINT = {"steps": 3, "jump_length": 1, "resamplings": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions are 10-20 times slower with OpenMP threads fighting on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_plans(dataset_name: str = "Dataset901_Tiny", channel_names=("T1w", "FLAIR")) -> dict:

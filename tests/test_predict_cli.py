@@ -22,7 +22,9 @@ from ldiff.errors import LdiffError
 from ldiff.inference import files
 from ldiff.inference.files import ModelChoice, predict_files
 from ldiff.inference.predictor import SamplingOptions
-from test_predict import as_image, dilated, make_model_folder, one_thread  # noqa: F401 (an autouse fixture)
+from test_predict import as_image, dilated, make_model_folder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 FAST = SamplingOptions(steps=2)

@@ -22,12 +22,7 @@ DEMO_MODEL = Path(__file__).resolve().parent.parent / "ldiff" / "demo_models" / 
 QUIET = {"num_workers": 0, "num_validation_samples": 0, "device": "cpu", "log_every": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -30,19 +30,26 @@ RING_MM = (2.0, 5.0)
 MIN_RING_VOXELS = 10
 
 
-def tissue_classes(t1: np.ndarray, lesion: np.ndarray, brain: np.ndarray | None = None) -> np.ndarray:
-    """uint8 (Z, Y, X): 0 background, 1 CSF, 2 GM, 3 WM from 3-class k-means of ``t1`` in the brain.
+def tissue_centres(t1: np.ndarray, lesion: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Sorted k-means centres (CSF, GM, WM) of ``t1`` in the brain, lesions left out of the clustering
+    (dark T1 lesions would pull the classes)."""
+    sample = np.asarray(brain, dtype=bool) & ~np.asarray(lesion, dtype=bool)
+    if np.count_nonzero(sample) < 3:
+        raise ValueError("the brain holds too few voxels outside the lesions for a three-class split")
+    return kmeans_1d(np.asarray(t1, dtype=np.float64)[sample], classes=3)
 
-    Lesion voxels are left out of the clustering (dark T1 lesions would pull the classes) but are
-    classified like any voxel. ``brain`` defaults to :func:`derive_brain_mask` of ``t1``.
+
+def tissue_classes(t1: np.ndarray, lesion: np.ndarray, brain: np.ndarray | None = None,
+                   centres: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (Z, Y, X): 0 background, 1 CSF, 2 GM, 3 WM, each brain voxel by its nearest centre.
+
+    Lesion voxels are classified like any voxel. ``brain`` defaults to :func:`derive_brain_mask` of
+    ``t1``; ``centres`` to :func:`tissue_centres`.
     """
     t1 = np.asarray(t1, dtype=np.float64)
     lesion = np.asarray(lesion, dtype=bool)
     brain = derive_brain_mask(t1, lesion) if brain is None else np.asarray(brain, dtype=bool)
-    sample = brain & ~lesion
-    if np.count_nonzero(sample) < 3:
-        raise ValueError("the brain holds too few voxels outside the lesions for a three-class split")
-    centres = kmeans_1d(t1[sample], classes=3)
+    centres = tissue_centres(t1, lesion, brain) if centres is None else centres
     classes = np.zeros(t1.shape, np.uint8)
     classes[brain] = assign_to_centres(t1[brain], centres).astype(np.uint8) + 1
     return classes
@@ -123,17 +130,10 @@ def residual_contrast(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray,
                            float(np.average(values, weights=weights)))
 
 
-def wm_fraction(t1: np.ndarray, filled_region: np.ndarray, reference_classes_from: np.ndarray,
-                brain: np.ndarray) -> float:
-    """Fraction of ``filled_region`` voxels of ``t1`` that the scan's own 3-class split calls WM.
-
-    The class centres come from ``reference_classes_from`` (the unfilled scan) outside the filled
-    region, so every filler is judged by the same split.
-    """
-    region = np.asarray(filled_region, dtype=bool)
-    sample = np.asarray(brain, dtype=bool) & ~region
-    centres = kmeans_1d(np.asarray(reference_classes_from, dtype=np.float64)[sample], classes=3)
-    values = np.asarray(t1, dtype=np.float64)[region]
+def wm_fraction(t1: np.ndarray, filled_region: np.ndarray, centres: np.ndarray) -> float:
+    """Fraction of ``filled_region`` voxels of ``t1`` nearest to the WM centre of ``centres`` (the unfilled
+    scan's :func:`tissue_centres`, so every filler is judged by the same split)."""
+    values = np.asarray(t1, dtype=np.float64)[np.asarray(filled_region, dtype=bool)]
     return float(np.mean(assign_to_centres(values, centres) == 2)) if values.size else float("nan")
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+import SimpleITK as sitk
 
 from ldiff.errors import LdiffError
 from ldiff.evaluation.classic import CLASSIC_METHODS, classic_fill
@@ -135,8 +136,6 @@ class MethodRunner:
                            for c in channels]
             seed_value = int(zlib.crc32(f"{seed}/{case}".encode()))
             result = predictor.predict(sitk_images, mask, seed=seed_value)
-            import SimpleITK as sitk
-
             filled = {c: sitk.GetArrayFromImage(image).astype(np.float64) for c, image in zip(channels, result.images)}
         else:
             filled = {c: classic_fill(images[c], region, self.spec.classic, geometry.spacing,

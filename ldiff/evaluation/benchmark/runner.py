@@ -31,7 +31,8 @@ from tqdm import tqdm
 from ldiff.errors import LdiffError
 from ldiff.evaluation.benchmark.cases import BenchmarkCase, LoadedCase, load_case
 from ldiff.evaluation.benchmark.lesion_context import (WM_CLASS, normal_appearing_wm, residual_contrast,
-                                                        tissue_classes, wm_fraction)
+                                                        tissue_centres, tissue_classes, wm_fraction)
+from ldiff.preprocessing.brain_masks import derive_brain_mask
 from ldiff.evaluation.benchmark.methods import MethodRunner, MethodSpec
 from ldiff.evaluation.benchmark.transplant import TransplantSettings, make_transplanted_case, shapes_of
 from ldiff.masks import dilate_mask
@@ -170,9 +171,10 @@ def real_lesion_rows(loaded: LoadedCase, channel_names: Sequence[str], runners: 
     """Part 2 of the module docstring on one case."""
     spacing = loaded.geometry.spacing
     region = dilate_mask(loaded.lesion, spacing=spacing, radius_mm=dilate_mm)
-    classes = tissue_classes(loaded.images[t1], region)
+    brain = derive_brain_mask(loaded.images[t1], region)
+    centres = tissue_centres(loaded.images[t1], region, brain)
+    classes = tissue_classes(loaded.images[t1], region, brain, centres)
     nawm = normal_appearing_wm(classes, region, spacing)
-    brain = classes > 0
     outputs = [(INPUT_ROW, {c: loaded.images[c] for c in range(len(channel_names))}, 0.0)]
     for runner in runners:
         filled, seconds = runner.fill(loaded.images, loaded.lesion, region, classes == WM_CLASS, loaded.geometry,
@@ -186,7 +188,7 @@ def real_lesion_rows(loaded: LoadedCase, channel_names: Sequence[str], runners: 
                    "lesions": len(contrast.per_lesion), "voxels": int(region.sum()),
                    "residual_contrast_abs_pct": contrast.weighted_abs,
                    "residual_contrast_signed_pct": contrast.weighted_signed,
-                   "wm_fraction": (wm_fraction(values, region, loaded.images[t1], brain) if channel == t1
+                   "wm_fraction": (wm_fraction(values, region, centres) if channel == t1
                                    else math.nan)}
             rows.append(row)
     return rows
