@@ -38,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing dataset folder of the same name"
     )
+    parser.add_argument(
+        "--real-lesion-masks", type=Path, default=None, metavar="DIR",
+        help="folder of real lesion masks in MNI space (e.g. the 30 masks of the Ljubljana MS dataset, "
+        "Lesjak et al. 2017): a share of the cases then takes one real patient's lesions (shapes, sizes, "
+        "counts, sites) instead of simulated ones; read at run time, never copied",
+    )
+    parser.add_argument(
+        "--real-lesion-share", type=float, default=0.5,
+        help="share of the cases with a real patient's lesions when --real-lesion-masks is given (default: 0.5)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     return parser
 
@@ -58,6 +68,8 @@ def _main(argv: list[str] | None = None) -> int:
         num_workers=arguments.num_workers,
         overwrite=arguments.overwrite,
         show_progress=not arguments.no_progress,
+        real_lesion_masks=arguments.real_lesion_masks,
+        real_lesion_share=arguments.real_lesion_share,
     )
     return 0
 

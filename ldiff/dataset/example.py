@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ldiff.dataset.phantom_case import CHANNEL_NAMES, simulate_case
 from ldiff.dataset.phantom_parameters import PhantomParameters
+from ldiff.dataset.phantom_real_lesions import RealLesionLibrary, load_real_lesion_library
 from ldiff.dataset.phantom_template import PhantomTemplate, build_phantom_template
 from ldiff.dataset.raw import TISSUE_LABELS
 from ldiff.errors import LdiffError
@@ -48,22 +49,25 @@ def case_identifier(case_index: int) -> str:
     return f"{CASE_PREFIX}_{case_index:03d}"
 
 
-def _initialise_worker(template: PhantomTemplate, params: PhantomParameters, seed: int, folder: Path) -> None:
+def _initialise_worker(template: PhantomTemplate, params: PhantomParameters, seed: int, folder: Path,
+                       real_lesions: RealLesionLibrary | None, real_lesion_share: float) -> None:
     # One thread per worker: the pool already uses every core, and more threads would oversubscribe.
     import SimpleITK as sitk
     import torch
 
     torch.set_num_threads(1)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    _worker_state.update(template=template, params=params, seed=seed, folder=folder)
+    _worker_state.update(template=template, params=params, seed=seed, folder=folder, real_lesions=real_lesions,
+                         real_lesion_share=real_lesion_share)
 
 
-def _write_case(job: tuple[int, str]) -> str:
-    """Simulate case ``job = (case_index, split)`` and write its six files; returns its identifier."""
+def _write_case(job: tuple[int, str]) -> tuple[str, str]:
+    """Simulate case ``job = (case_index, split)`` and write its six files; (identifier, lesion source)."""
     case_index, split = job
     template: PhantomTemplate = _worker_state["template"]
     folder: Path = _worker_state["folder"]
-    case = simulate_case(template, _worker_state["seed"], case_index, _worker_state["params"])
+    case = simulate_case(template, _worker_state["seed"], case_index, _worker_state["params"],
+                         _worker_state["real_lesions"], _worker_state["real_lesion_share"])
     identifier = case_identifier(case_index)
     geometry = template.geometry
     for channel in range(len(CHANNEL_NAMES)):
@@ -72,13 +76,15 @@ def _write_case(job: tuple[int, str]) -> str:
         write_image_atomic(array_to_image(case.healthy_images[channel], geometry), folder / f"healthy{split}" / name)
     for kind, array in (("labels", case.lesion_label), ("tissue", case.tissue_labels)):
         write_image_atomic(array_to_image(array, geometry), folder / f"{kind}{split}" / f"{identifier}{FILE_ENDING}")
-    return identifier
+    return identifier, case.lesion_source
 
 
 def _dataset_json(
-    num_train: int, num_test: int, seed: int, spacing_mm: float, params: PhantomParameters
+    num_train: int, num_test: int, seed: int, spacing_mm: float, params: PhantomParameters,
+    real_lesions: RealLesionLibrary | None = None, real_lesion_share: float = 0.0,
+    lesion_sources: dict[str, str] | None = None,
 ) -> dict:
-    return {
+    description = {
         "channel_names": {str(index): name for index, name in enumerate(CHANNEL_NAMES)},
         "labels": {"background": 0, "lesion": 1},
         "numTraining": num_train,
@@ -96,6 +102,16 @@ def _dataset_json(
         "spacing": [spacing_mm] * 3,
         "generator": params.to_dict(),
     }
+    if real_lesions is not None:
+        description["description"] += (
+            f" A share ({real_lesion_share:g}) of the cases takes all lesions of one real patient's mask "
+            "(as given or mirrored left-right), carried to the template by world coordinates and kept in WM; "
+            "lesion_sources says which."
+        )
+        description["real_lesion_masks"] = {"folder": real_lesions.folder, "files": real_lesions.files,
+                                            "share": real_lesion_share}
+        description["lesion_sources"] = lesion_sources or {}
+    return description
 
 
 def _check_arguments(num_train: int, num_test: int, spacing_mm: float, dataset_name: str) -> None:
@@ -109,30 +125,35 @@ def _check_arguments(num_train: int, num_test: int, spacing_mm: float, dataset_n
         raise LdiffError(f"--spacing must be between {low} and {high} mm, got {spacing_mm}.")
 
 
-def _run_jobs(jobs: list[tuple[int, str]], initargs: tuple, num_workers: int, show_progress: bool) -> None:
+def _run_jobs(jobs: list[tuple[int, str]], initargs: tuple, num_workers: int, show_progress: bool) -> dict[str, str]:
     """Run ``_write_case`` over ``jobs``, in this process or in ``num_workers`` worker processes.
 
     Not ``ldiff.parallel.map_cases``: that sends each task's arguments to a spawned worker, which here
     would copy the template (about 150 MB at 1 mm) once per case. With the platform's default start
     method (fork on Linux) the workers inherit it instead; elsewhere it is sent once per worker.
+    Returns each case's lesion source ("simulated" or a real mask's file name), by case identifier.
     """
     progress = tqdm(total=len(jobs), desc="phantom cases", unit="case", disable=not show_progress)
+    sources: dict[str, str] = {}
     with progress:
         if num_workers <= 1:
             # In-process: leave the caller's thread settings alone and drop the template afterwards.
-            template, params, seed, folder = initargs
-            _worker_state.update(template=template, params=params, seed=seed, folder=folder)
+            template, params, seed, folder, real_lesions, share = initargs
+            _worker_state.update(template=template, params=params, seed=seed, folder=folder,
+                                 real_lesions=real_lesions, real_lesion_share=share)
             try:
                 for job in jobs:
-                    _write_case(job)
+                    identifier, source = _write_case(job)
+                    sources[identifier] = source
                     progress.update()
             finally:
                 _worker_state.clear()
-            return
+            return dict(sorted(sources.items()))
         pool = ProcessPoolExecutor(num_workers, initializer=_initialise_worker, initargs=initargs)
         try:
             for future in as_completed([pool.submit(_write_case, job) for job in jobs]):
-                future.result()
+                identifier, source = future.result()
+                sources[identifier] = source
                 progress.update()
         except BrokenProcessPool:
             raise LdiffError(
@@ -142,6 +163,7 @@ def _run_jobs(jobs: list[tuple[int, str]], initargs: tuple, num_workers: int, sh
         finally:
             # On an error or Ctrl-C, cancel the cases not started yet instead of running them all.
             pool.shutdown(wait=True, cancel_futures=True)
+    return dict(sorted(sources.items()))
 
 
 def _move_into_place(staging: Path, target: Path, overwrite: bool) -> None:
@@ -168,15 +190,21 @@ def make_example_dataset(
     overwrite: bool = False,
     show_progress: bool = True,
     params: PhantomParameters | None = None,
+    real_lesion_masks: Path | None = None,
+    real_lesion_share: float = 0.5,
 ) -> Path:
     """Build the example dataset in ``raw_root / dataset_name`` and return that folder.
 
     Case ``i`` (training cases 0..num_train-1, then test cases) depends only on (``seed``, ``i``), so
     the result is identical for any ``num_workers`` (default: one per CPU core, at most 8).
+    With ``real_lesion_masks`` (a folder of real lesion masks in MNI space), each case takes one real
+    patient's lesions with probability ``real_lesion_share`` (see ``phantom_real_lesions``).
     Raises ``LdiffError`` if the dataset folder exists and ``overwrite`` is False.
     """
     params = params or PhantomParameters()
     _check_arguments(num_train, num_test, spacing_mm, dataset_name)
+    if not 0.0 <= real_lesion_share <= 1.0:
+        raise LdiffError(f"--real-lesion-share must be between 0 and 1, got {real_lesion_share}.")
     raw_root = Path(raw_root).expanduser()
     target = raw_root / dataset_name
     if target.exists() and not overwrite:
@@ -187,6 +215,11 @@ def make_example_dataset(
 
     logger.info("Preparing the MNI152 template at %.3g mm ...", spacing_mm)
     template = build_phantom_template(spacing_mm, params)
+    real_lesions = None
+    if real_lesion_masks is not None:
+        real_lesions = load_real_lesion_library(real_lesion_masks, template.geometry, template.tissue_labels > 0)
+        logger.info("Real lesions: %d masks from %s for %g of the cases", len(real_lesions.files),
+                    real_lesions.folder, real_lesion_share)
     raw_root.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkdtemp: its 0700 mode would stick to the final dataset folder.
     staging = raw_root / f".{dataset_name}.partial-{uuid.uuid4().hex[:12]}"
@@ -194,8 +227,10 @@ def make_example_dataset(
     try:
         jobs = [(index, "Tr") for index in range(num_train)]
         jobs += [(num_train + index, "Ts") for index in range(num_test)]
-        _run_jobs(jobs, (template, params, seed, staging), num_workers, show_progress)
-        save_json_atomic(_dataset_json(num_train, num_test, seed, spacing_mm, params), staging / "dataset.json")
+        initargs = (template, params, seed, staging, real_lesions, real_lesion_share)
+        sources = _run_jobs(jobs, initargs, num_workers, show_progress)
+        save_json_atomic(_dataset_json(num_train, num_test, seed, spacing_mm, params, real_lesions, real_lesion_share,
+                                       sources), staging / "dataset.json")
         _move_into_place(staging, target, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ldiff.dataset.phantom_lesions import draw_lesions
+from ldiff.dataset.phantom_lesions import LesionMaps, draw_lesions
 from ldiff.dataset.phantom_parameters import PhantomParameters
+from ldiff.dataset.phantom_real_lesions import RealLesionLibrary, choose_real_map, real_lesion_maps
 from ldiff.dataset.phantom_template import WM, PhantomTemplate, hard_tissue_labels
 
 # Voxels (chessboard distance) around the labelled lesions where partial-volume lesion signal may remain.
@@ -28,12 +29,14 @@ class PhantomCase:
 
     ``images`` / ``healthy_images``: (2, z, y, x) float32, T1w then FLAIR, >= 0, exactly 0 outside the
     brain mask. ``lesion_label``: uint8 0/1. ``tissue_labels``: uint8 0 background, 1 CSF, 2 GM, 3 WM.
+    ``lesion_source``: ``"simulated"`` or the real mask the lesions came from.
     """
 
     images: np.ndarray
     healthy_images: np.ndarray
     lesion_label: np.ndarray
     tissue_labels: np.ndarray
+    lesion_source: str = "simulated"
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,9 @@ def case_generators(seed: int, case_index: int) -> dict[str, np.random.Generator
     Separate streams keep, e.g., the anatomy of a case unchanged when a lesion parameter changes, and
     make the result independent of which worker runs which case.
     """
-    names = ("anatomy", "lesions", "contrast", "acquisition")
+    # New streams go at the end: spawned children do not depend on how many follow them, so adding
+    # one leaves every existing dataset bit for bit as it was.
+    names = ("anatomy", "lesions", "contrast", "acquisition", "real_lesions")
     children = np.random.SeedSequence([seed, case_index]).spawn(len(names))
     return {name: np.random.default_rng(child) for name, child in zip(names, children)}
 
@@ -150,11 +155,21 @@ def _acquire(
 
 
 def simulate_case(
-    template: PhantomTemplate, seed: int, case_index: int, params: PhantomParameters
+    template: PhantomTemplate, seed: int, case_index: int, params: PhantomParameters,
+    real_lesions: RealLesionLibrary | None = None, real_lesion_share: float = 0.0,
 ) -> PhantomCase:
-    """Generate case ``case_index`` of the dataset with ``seed``; deterministic in (seed, case_index)."""
+    """Generate case ``case_index`` of the dataset with ``seed``; deterministic in (seed, case_index).
+
+    With ``real_lesions``, the case takes one real patient's lesions (see ``phantom_real_lesions``)
+    with probability ``real_lesion_share``, simulated lesions otherwise.
+    """
     rngs = case_generators(seed, case_index)
-    lesions = draw_lesions(rngs["lesions"], template, params)
+    real = choose_real_map(rngs["real_lesions"], real_lesions, real_lesion_share)
+    if real is None:
+        lesions = draw_lesions(rngs["lesions"], template, params)
+    else:
+        lesions = LesionMaps(*real_lesion_maps(rngs["real_lesions"], real, template.tissue_probabilities[WM - 1],
+                                               template.spacing_mm, params))
     grid = sampling_grid(rngs["anatomy"], template.shape, template.spacing_mm, params)
     # One resampling for everything, so anatomy and lesions move together.
     channels = np.concatenate([
@@ -205,4 +220,5 @@ def simulate_case(
         healthy_images=healthy_images,
         lesion_label=lesion_label.astype(np.uint8),
         tissue_labels=tissue_labels,
+        lesion_source="simulated" if real is None else real.source,
     )

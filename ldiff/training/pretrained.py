@@ -7,7 +7,8 @@
 
 Before anything starts, :func:`resolve_pretrained` checks that the model fits the run: the same task,
 the same channel names in the same order, the same network (architecture and every argument of the
-``network`` block, defaults filled in) and the same ``diffusion.prediction_type``. Each disagreement
+``network`` block, defaults filled in; a 2d model may also start a p3d run of the same blocks, its slice
+convolutions starting as the identity) and the same ``diffusion.prediction_type``. Each disagreement
 is named in one sentence. The run records the folder and what it held in two settings,
 ``pretrained_weights`` (the absolute folder) and ``pretrained_model`` (dataset, task, configuration
 and step of those weights), which travel like every setting into ``training_settings.json``, the
@@ -29,6 +30,7 @@ from torch import nn
 from ldiff.errors import LdiffError
 from ldiff.inference.model_loading import channel_names_of, read_model_json
 from ldiff.networks.config import NetworkConfig
+from ldiff.networks.pseudo3d import load_2d_weights, slice_conv_parameter_names
 from ldiff.training import checkpoints
 from ldiff.training.settings import TrainingRun
 
@@ -88,6 +90,8 @@ def mismatches(description: dict[str, Any], run: TrainingRun) -> list[str]:
         our_network = NetworkConfig.from_dict(run.network_config).to_dict()
         # In and out channels follow from the task and channels: named above when those differ.
         skip = {"in_channels", "out_channels"} if problems else set()
+        if is_2d_to_pseudo3d(their_network["architecture"], our_network["architecture"]):
+            skip.add("architecture")  # a p3d network starts from the matching 2d weights
         differing = [f"{key} {their_network[key]} instead of {our_network[key]}" for key in our_network
                      if key not in skip and their_network[key] != our_network[key]]
         if differing:
@@ -99,8 +103,17 @@ def mismatches(description: dict[str, Any], run: TrainingRun) -> list[str]:
     return problems
 
 
+def is_2d_to_pseudo3d(theirs: str, ours: str) -> bool:
+    """A 2d model may start a p3d run: its slice convolutions begin as the identity, so the p3d network
+    first computes exactly what the 2d one did, slice by slice, and learns to look across slices."""
+    return theirs == "unet2d" and ours == "unet_p3d"
+
+
 def load_pretrained_weights(network: nn.Module, folder: str | Path) -> int:
     """Load the folder's ``checkpoint_final.pth`` weights into ``network``, cast to its dtypes.
+
+    2d weights into a pseudo-3D network (same blocks otherwise) go through
+    :func:`ldiff.networks.load_2d_weights`: the slice convolutions keep their identity start.
 
     Returns:
         The step the weights were saved at.
@@ -118,9 +131,14 @@ def load_pretrained_weights(network: nn.Module, folder: str | Path) -> int:
     reference = network.state_dict()
     cast = {name: value.to(reference[name].dtype) if name in reference and value.is_floating_point() else value
             for name, value in weights.items()}
+    slice_convs = slice_conv_parameter_names(network)
     try:
-        network.load_state_dict(cast)
-    except RuntimeError as error:
+        if slice_convs and not slice_convs & set(cast):
+            load_2d_weights(network, cast)
+            logger.info("starting the pseudo-3D network from 2d weights (slice convolutions start as the identity)")
+        else:
+            network.load_state_dict(cast)
+    except (RuntimeError, ValueError) as error:
         reason = str(error).strip().splitlines()[0]
         raise LdiffError(f"{path}: its weights do not fit this run's network ({reason[:200]}).") from None
     step = int(checkpoint.get("step", 0))
