@@ -1,0 +1,163 @@
+"""Prediction writes back exactly what the network means, in the right voxels and channels.
+
+A random or zero network proves nothing about conditioning: any crop offset, mask or channel order
+would pass. The oracle networks here know the noise schedule and, at every timestep, return the
+output whose clean-image estimate is a known function of their input:
+
+- conditional tasks: the voided conditioning image, per channel, shifted by a known offset within the
+  crop (in-plane, and one slice for p3d), so every painted voxel must receive the value of a known
+  other voxel of the same channel;
+- unconditional tasks (which see no conditioning): one known constant per channel.
+
+Every sampler then ends on that estimate (DDIM and DPM-Solver++ are deterministic given it), so the
+written file is known exactly: in every voxel of the dilated mask, for each channel, with several
+crops in one network call and several draws per crop.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from conftest import phantom_case
+from ldiff.inference.predictor import COVERAGE_THRESHOLD, Predictor, SamplingOptions
+from ldiff.inference.roi import BACKGROUND, coverage_in_preprocessed_space
+from ldiff.masks import dilate_mask
+from ldiff.preprocessing import preprocess_images, restore_to_original
+from ldiff.tasks import VOID_VALUE, get_task
+from test_predict import DIRECTION, ORIGIN, make_model_folder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHIFT_2D = (0, 2, -3)  # (slices, rows, columns): a painted voxel takes the voided value of this neighbour
+SHIFT_P3D = (1, 2, -3)
+CONSTANTS = (0.25, -0.4)  # per channel, for the unconditional oracle
+
+
+def shifted(volume: torch.Tensor, shift: tuple[int, ...], fill: float) -> torch.Tensor:
+    """``out[..., i, j, k] = volume[..., i + di, j + dj, k + dk]`` over the last len(shift) axes; ``fill`` beyond."""
+    out = torch.full_like(volume, fill)
+    source, target = [], []
+    for offset, size in zip(shift, volume.shape[-len(shift):]):
+        source.append(slice(max(offset, 0), size + min(offset, 0)))
+        target.append(slice(max(-offset, 0), size + min(-offset, 0)))
+    prefix = (slice(None),) * (volume.dim() - len(shift))
+    out[prefix + tuple(target)] = volume[prefix + tuple(source)]
+    return out
+
+
+class OracleNetwork(nn.Module):
+    """Returns the epsilon (or v) of ``x_t`` whose clean estimate is ``target(input)``, at every timestep."""
+
+    def __init__(self, schedule, num_channels: int, conditional: bool, shift: tuple[int, ...]):
+        super().__init__()
+        self.schedule, self.num_channels, self.conditional, self.shift = schedule, num_channels, conditional, shift
+
+    def target(self, model_input: torch.Tensor) -> torch.Tensor:
+        channels = self.num_channels
+        if self.conditional:
+            voided = model_input[:, channels:2 * channels]
+            shift = self.shift if voided.dim() == 5 else self.shift[1:]
+            return shifted(voided, shift, BACKGROUND)
+        constants = torch.tensor(CONSTANTS[:channels], dtype=model_input.dtype)
+        return constants.view(1, channels, *[1] * (model_input.dim() - 2)).expand_as(model_input[:, :channels])
+
+    def forward(self, model_input: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        x_t = model_input[:, :self.num_channels].double()
+        x0 = self.target(model_input).double()
+        shape = (-1,) + (1,) * (x_t.dim() - 1)
+        signal = self.schedule.sqrt_alphas_cumprod.double()[timesteps].view(shape)
+        spread = self.schedule.sqrt_one_minus_alphas_cumprod.double()[timesteps].view(shape)
+        noise = (x_t - signal * x0) / spread
+        target = noise if self.schedule.prediction_type == "epsilon" else signal * noise - spread * x0
+        return target.float()
+
+
+def float_case() -> tuple[list[sitk.Image], np.ndarray]:
+    """Two float32 channels at the plans' 1 mm (no resampling), rotated grid, three lesions."""
+    t1, flair, lesion, _ = phantom_case(lesion_centres=((18, 22, 14), (20, 24, 27), (12, 16, 20)))
+    images = []
+    for array in (t1, flair):
+        image = sitk.GetImageFromArray(array.astype(np.float32))
+        image.SetSpacing((1.0, 1.0, 1.0))
+        image.SetOrigin(ORIGIN)
+        image.SetDirection(DIRECTION)
+        images.append(image)
+    return images, lesion.astype(bool)
+
+
+def oracle_predictor(folder, options: SamplingOptions) -> Predictor:
+    predictor = Predictor.from_folder(folder, options=options)
+    model = predictor.model
+    shift = SHIFT_P3D if model.is_pseudo3d else SHIFT_2D
+    oracle = OracleNetwork(model.schedule, model.num_channels, model.task.conditional, shift)
+    return Predictor(dataclasses.replace(model, network=oracle), options)
+
+
+def expected_output(predictor: Predictor, images: list[sitk.Image], lesion: np.ndarray) -> tuple[np.ndarray, list]:
+    """The dilated region on the original grid and, per channel, the values the oracle must write there."""
+    model = predictor.model
+    dilation = model.mask_dilation
+    region = dilate_mask(lesion, spacing=(1.0, 1.0, 1.0), shape=dilation["shape"], radius_mm=dilation["radius_mm"])
+    arrays, properties = preprocess_images(images, None, None, model.preprocessing_config, None, "case")
+    paint = (coverage_in_preprocessed_space(region, properties) > COVERAGE_THRESHOLD) & arrays["brain"].astype(bool)
+    image = torch.from_numpy(arrays["image"].astype(np.float32))
+    if model.task.conditional:
+        voided = torch.where(torch.from_numpy(paint)[None], torch.tensor(VOID_VALUE), image)
+        target = shifted(voided, SHIFT_P3D if model.is_pseudo3d else SHIFT_2D, BACKGROUND).numpy()
+    else:
+        target = np.stack([np.full(paint.shape, value, np.float32) for value in CONSTANTS[:len(images)]])
+    values = [sitk.GetArrayFromImage(restore_to_original(target[c], properties, c)) for c in range(len(images))]
+    return region, values
+
+
+@pytest.fixture(scope="module")
+def model_folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("oracle_models")
+    return {(task, config): make_model_folder(root, task, config)
+            for task in ("cond_fill", "cond_synth", "uncond_fill", "uncond_synth") for config in ("2d", "p3d")}
+
+
+SETTINGS = {
+    "cond_fill": SamplingOptions(sampler="dpm_solver", steps=3, num_samples=3, batch_size=6, context_margin=4),
+    "cond_synth": SamplingOptions(sampler="ddim", steps=4, num_samples=2, batch_size=4, context_margin=4),
+    "uncond_fill": SamplingOptions(sampler="repaint", steps=4, jump_length=1, resamplings=2, num_samples=2,
+                                   batch_size=4, context_margin=4),
+    "uncond_synth": SamplingOptions(sampler="repaint", steps=4, jump_length=1, resamplings=1, num_samples=1,
+                                    batch_size=4, context_margin=4, t0=0.5),
+}
+
+
+@pytest.mark.parametrize("config_name", ["2d", "p3d"])
+@pytest.mark.parametrize("task_name", ["cond_fill", "cond_synth", "uncond_fill", "uncond_synth"])
+def test_every_painted_voxel_gets_exactly_the_value_the_network_meant(model_folders, task_name, config_name):
+    images, lesion = float_case()
+    options = SETTINGS[task_name]
+    if config_name == "p3d":  # the tiny 3-slice stacks: one context slice per side, so slice d + 1 is in the stack
+        options = dataclasses.replace(options, context_slices=1)
+    predictor = oracle_predictor(model_folders[(task_name, config_name)], options)
+    result = predictor.predict(images, lesion, seed=5)
+    region, expected = expected_output(predictor, images, lesion)
+    assert result.crops > 1  # several crops, batched together with their draws
+    assert np.array_equal(result.changed, region), "exactly the dilated mask is written"
+    for channel, (source, output) in enumerate(zip(images, result.images)):
+        before, after = sitk.GetArrayFromImage(source), sitk.GetArrayFromImage(output)
+        assert np.array_equal(before[~region], after[~region])
+        scale = float(np.ptp(before))
+        error = np.abs(after[region] - expected[channel][region]).max() / scale
+        assert error < 1e-4, f"channel {channel}: largest error {error:.2e} of the intensity range"
+        # The values come from the right channel: the other channel's would be far off.
+        other = expected[1 - channel][region]
+        assert np.abs(after[region] - other).max() / scale > 0.05
+
+
+def test_the_oracle_target_needs_the_conditioning_of_the_right_voxels():
+    """The shift is what makes a misaligned crop visible: painted voxels read other voxels' values."""
+    volume = torch.arange(2 * 4 * 5 * 6, dtype=torch.float32).reshape(1, 2, 4, 5, 6)
+    out = shifted(volume, SHIFT_P3D, -1.0)
+    assert out[0, 1, 0, 0, 3] == volume[0, 1, 1, 2, 0]
+    assert out[0, 0, 3, 0, 3] == -1.0  # beyond the last slice
