@@ -36,6 +36,7 @@ setup(
             "ldiff_fill_classic=ldiff.cli.fill_classic:main",
             "ldiff_evaluate=ldiff.cli.evaluate:main",
             "ldiff_benchmark=ldiff.cli.benchmark:main",
+            "ldiff_select_channels=ldiff.cli.select_channels:main",
         ]
     },
 )

@@ -25,7 +25,7 @@ from ldiff.dataset.raw import RawDataset
 from ldiff.evaluation.classic import CLASSIC_METHODS
 from ldiff.evaluation.classic.files import fill_classic_files
 from ldiff.evaluation.evaluate import evaluate_folder, format_table
-from ldiff.inference.model_loading import read_model_json
+from ldiff.io.model_files import read_model_json
 from ldiff.io import array_to_image, atomic_path, read_image, write_image_atomic
 from ldiff.io.images import Geometry
 from ldiff.masks import dilate_mask

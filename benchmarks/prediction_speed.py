@@ -46,7 +46,7 @@ from ldiff.io.images import Geometry
 from ldiff.networks import build_network
 from ldiff.tasks import get_task
 from ldiff.training import checkpoints
-from ldiff.training.trainer import resolve_device
+from ldiff.devices import resolve_device
 
 DEFAULT_DATASET = "Dataset001_MSPhantom"
 

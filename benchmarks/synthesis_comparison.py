@@ -29,7 +29,7 @@ from fill_comparison import folder_name, write_dilated_masks, write_report
 from ldiff import paths
 from ldiff.dataset.raw import RawDataset
 from ldiff.evaluation.evaluate import evaluate_folder
-from ldiff.inference.model_loading import read_model_json
+from ldiff.io.model_files import read_model_json
 from ldiff.io import read_image, write_image_atomic
 from ldiff.io.images import Geometry
 from ldiff.masks import dilate_mask

@@ -36,7 +36,8 @@ def measure(dataset: str, config_name: str, task_name: str, steps: int, skip: in
     import torch
 
     from ldiff.training.settings import load_preprocessed
-    from ldiff.training.trainer import resolve_device, train
+    from ldiff.devices import resolve_device
+    from ldiff.training.trainer import train
 
     _, _, plans, _, _ = load_preprocessed(dataset)
     configuration = plans["configurations"][config_name]

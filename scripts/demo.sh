@@ -18,7 +18,7 @@ ldiff_plan_and_preprocess -d 001
 python3 -m ldiff.planning.summary -d 001
 # The demo model takes a T1w image only (what FSL lesion_filling and FastSurfer-LIT take).
 if [ ! -f "$raw/Dataset002_MSPhantomT1/dataset.json" ]; then
-  python3 -m ldiff.dataset.select_channels -d 001 --channels T1w -o Dataset002_MSPhantomT1
+  ldiff_select_channels -d 001 --channels T1w -o Dataset002_MSPhantomT1
 fi
 python3 benchmarks/fill_comparison.py -d 2 --models ldiff/demo_models/t1_cond_fill --cases "${DEMO_CASES:-3}" \
   --sampler dpm_solver --steps 10 --batch-size 32 --num-samples 1 4 \

@@ -16,7 +16,7 @@ import torch
 from ldiff.io import save_npz_atomic
 from ldiff.masks import LesionLibrary, dilate_mask
 from ldiff.tasks import TASKS, get_task
-from ldiff.training import lesion_library as library_module
+from ldiff.masks import library_cache as library_module
 from ldiff.training.augmentation import (
     NO_SPATIAL_CHANGE,
     SpatialDraw,
@@ -25,7 +25,7 @@ from ldiff.training.augmentation import (
     window_start,
 )
 from ldiff.training.data import SampleSource, training_batches, validation_samples
-from ldiff.training.lesion_library import library_path, load_or_build_lesion_library
+from ldiff.masks.library_cache import library_path, load_or_build_lesion_library
 from ldiff.training.splits import SPLITS_FILE, get_split
 
 SHAPE = (20, 40, 36)

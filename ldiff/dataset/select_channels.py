@@ -2,16 +2,14 @@
 
 Files are hard-linked where the file system allows (no extra disk space), else copied; channels are
 renumbered in the order given. Labels, tissue maps and the healthy ground truth come along.
-``python -m ldiff.dataset.select_channels -d 001 --channels T1w -o Dataset002_MSPhantomT1``.
+Command line: ``ldiff_select_channels -d 001 --channels T1w -o Dataset002_MSPhantomT1``.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from pathlib import Path
 
-from ldiff import paths
 from ldiff.dataset.raw import SPLITS, RawDataset
 from ldiff.errors import LdiffError
 from ldiff.io import save_json_atomic
@@ -52,24 +50,3 @@ def select_channels(source: RawDataset, target_folder: Path, channel_names: list
     save_json_atomic(dataset_json, partial / "dataset.json")
     os.replace(partial, target_folder)
     return target_folder
-
-
-def main() -> None:
-    from ldiff.cli.common import run_command
-
-    parser = argparse.ArgumentParser(description="Derive a raw dataset with a subset of another's channels.")
-    parser.add_argument("-d", "--dataset", required=True, help="source dataset id or name")
-    parser.add_argument("--channels", nargs="+", required=True, help="channel names to keep, in order (e.g. T1w)")
-    parser.add_argument("-o", "--output-name", required=True, help="new dataset name, e.g. Dataset002_MSPhantomT1")
-    arguments = parser.parse_args()
-
-    def work() -> None:
-        paths.dataset_id_from_name(arguments.output_name)  # refuses names that are not DatasetNNN_Name
-        source = RawDataset(paths.raw_root() / paths.find_dataset_name(arguments.dataset, [paths.raw_root()]))
-        print(select_channels(source, paths.raw_root() / arguments.output_name, arguments.channels))
-
-    run_command(work)
-
-
-if __name__ == "__main__":
-    main()

@@ -37,7 +37,7 @@ from ldiff.inference.model_loading import choose_model_folder
 from ldiff.inference.predictor import Predictor, SamplingOptions
 from ldiff.io import Geometry, write_image_atomic
 from ldiff.io.cases import nifti_ending, split_channel_name
-from ldiff.training.trainer import keyed_seed
+from ldiff.seeds import keyed_seed
 
 logger = logging.getLogger("ldiff")
 

@@ -165,7 +165,7 @@ def load_lesion_library(source: str) -> LesionLibrary:
     """Shapes from a library .npz file, or from a preprocessed dataset ("001", "Dataset001_Name").
 
     A dataset's library is built from (or read from the cache of) all its preprocessed cases by
-    :func:`ldiff.training.lesion_library.load_or_build_lesion_library`.
+    :func:`ldiff.masks.library_cache.load_or_build_lesion_library`.
     """
     path = Path(source)
     if source.endswith(".npz") or path.exists() or "/" in source:
@@ -176,7 +176,7 @@ def load_lesion_library(source: str) -> LesionLibrary:
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise LdiffError(f"{path}: is not a lesion library .npz ({error}).") from None
     else:
-        from ldiff.training.lesion_library import LIBRARY_PREFIX, load_or_build_lesion_library
+        from ldiff.masks.library_cache import LIBRARY_PREFIX, load_or_build_lesion_library
 
         name = paths.find_dataset_name(source, [paths.preprocessed_root()])
         folder = paths.preprocessed_root() / name

@@ -32,49 +32,23 @@ from ldiff.errors import LdiffError
 from ldiff.io import load_json
 from ldiff.networks import build_network, downsampling_factor
 from ldiff.tasks import TASKS, Task, get_task
-from ldiff.training.checkpoints import FINAL_NAME, LATEST_NAME, load_checkpoint
+from ldiff.io.model_files import (
+    CHECKPOINT_FILES,
+    MODEL_JSON,
+    channel_names_of,
+    checkpoint_file,
+    read_model_json,
+    read_model_weights,
+)
 
 logger = logging.getLogger("ldiff")
 
-CHECKPOINT_FILES = {"final": FINAL_NAME, "latest": LATEST_NAME}
-MODEL_JSON = "model.json"
 DEFAULT_AUTO_TASK = "cond_fill"
 
 
 def demo_models_root() -> Path:
     """Folder of the packaged demo models (may not exist)."""
     return Path(ldiff.__file__).resolve().parent / "demo_models"
-
-
-def checkpoint_file(checkpoint: str) -> str:
-    """File name of ``final`` or ``latest``; one sentence for anything else."""
-    if checkpoint not in CHECKPOINT_FILES:
-        raise LdiffError(f"Unknown checkpoint '{checkpoint}': choose final or latest.")
-    return CHECKPOINT_FILES[checkpoint]
-
-
-def read_model_json(folder: Path) -> dict[str, Any]:
-    """The folder's ``model.json``; one sentence when it is missing or unreadable."""
-    path = Path(folder) / MODEL_JSON
-    if not path.is_file():
-        raise LdiffError(f"{folder}: is not a model folder (no {MODEL_JSON}); give a fold folder such as "
-                         f".../Dataset001_MSPhantom/cond_fill__p3d/fold_0.")
-    try:
-        description = load_json(path)
-    except (OSError, ValueError) as error:
-        raise LdiffError(f"{path}: cannot be read as JSON ({type(error).__name__}); retrain or restore the file."
-                         ) from None
-    if not isinstance(description, dict) or description.get("task") not in TASKS or "network" not in description:
-        raise LdiffError(f"{path}: is not an ldiff model description (no known task or network).")
-    return description
-
-
-def channel_names_of(description: dict[str, Any]) -> tuple[str, ...]:
-    """The model's channel names in channel order (plans store a list, dataset.json a {"0": name} dict)."""
-    names = description.get("channel_names") or []
-    if isinstance(names, dict):
-        names = [names[key] for key in sorted(names, key=int)]
-    return tuple(str(name) for name in names)
 
 
 @dataclass(frozen=True)
@@ -255,12 +229,6 @@ class LoadedModel:
         return f"{name} {d['task']} {config} ({self.folder}, {self.checkpoint})"
 
 
-def _weights(checkpoint: dict[str, Any], kind: str) -> dict[str, torch.Tensor]:
-    if kind == "final":
-        return checkpoint["state_dict"]
-    return checkpoint["ema"]["weights"]  # the averaged weights, as the final checkpoint would hold them
-
-
 def load_model(folder: str | Path, checkpoint: str = "final", device: str | torch.device = "cpu",
                expected_task: str | None = None) -> LoadedModel:
     """Load a model folder's weights into its network.
@@ -277,24 +245,19 @@ def load_model(folder: str | Path, checkpoint: str = "final", device: str | torc
             not fit the described network.
     """
     folder = Path(folder)
-    name = checkpoint_file(checkpoint)
+    checkpoint_file(checkpoint)
     description = read_model_json(folder)
     if expected_task is not None and description["task"] != expected_task:
         raise LdiffError(f"{folder}: holds a {description['task']} model, not {expected_task}; "
                          f"drop -t or choose a {expected_task} model.")
-    path = folder / name
-    if not path.is_file():
-        other = "latest" if checkpoint == "final" else "final"
-        raise LdiffError(f"{path}: not found; the training may not have finished (try -chk {other}).")
-    state = load_checkpoint(path)
-    if checkpoint == "final" and isinstance(state.get("model"), dict):
-        description = state["model"]  # the description saved with these very weights
+    description, weights, _ = read_model_weights(folder, checkpoint)
     try:
         network = build_network(description["network"])
-        network.load_state_dict(_weights(state, checkpoint))
+        network.load_state_dict(weights)
     except (KeyError, RuntimeError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise LdiffError(f"{path}: its weights do not fit the network of {MODEL_JSON} ({reason[:200]}).") from None
+        raise LdiffError(f"{folder / checkpoint_file(checkpoint)}: its weights do not fit the network of {MODEL_JSON} "
+                         f"({reason[:200]}).") from None
     torch_device = torch.device(device)
     network.eval().to(torch_device)
     schedule = NoiseSchedule.from_dict(description["diffusion"])

@@ -65,7 +65,7 @@ from ldiff.inference.roi import (BACKGROUND, DEFAULT_CONTEXT_MARGIN, RoiPlan, co
 from ldiff.io import Geometry, array_to_image, geometry_mismatch
 from ldiff.masks import dilate_mask
 from ldiff.preprocessing import PercentileNormalizer, preprocess_images, restore_to_original
-from ldiff.training.trainer import resolve_device
+from ldiff.devices import resolve_device
 
 logger = logging.getLogger("ldiff")
 

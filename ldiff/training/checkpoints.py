@@ -12,8 +12,8 @@
     training_log   TrainingLog.state_dict(): the log up to ``step`` (no duplicates after a resume)
     settings       TrainingSettings.to_dict()
 
-``checkpoint_final.pth`` (inference) holds ``format_version``, ``kind="final"``, ``step``, the EMA
-weights as ``state_dict`` and ``model``: the content of ``model.json``.
+``checkpoint_final.pth`` (inference) and ``model.json`` are described, written and read by
+:mod:`ldiff.io.model_files`, which also saves and loads every checkpoint file.
 
 Everything is a tensor, dict, list, tuple, int, float, bool, str or None, so the files load without
 unpickling arbitrary objects: the numpy and Python RNG states are converted to plain values here.
@@ -28,11 +28,21 @@ import numpy as np
 import torch
 
 from ldiff.errors import LdiffError
-from ldiff.io import atomic_path
+# The file format has one owner (ldiff.io.model_files); training writes through it.
+from ldiff.io.model_files import (
+    CHECKPOINT_FORMAT_VERSION,
+    FINAL_NAME,
+    LATEST_NAME,
+    final_checkpoint_state,
+    load_checkpoint,
+    model_description,
+    save_checkpoint,
+)
 
-CHECKPOINT_FORMAT_VERSION = 1
-LATEST_NAME = "checkpoint_latest.pth"
-FINAL_NAME = "checkpoint_final.pth"
+__all__ = ["CHECKPOINT_FORMAT_VERSION", "FINAL_NAME", "LATEST_NAME", "capture_rng_state", "check_checkpoint_matches",
+           "final_checkpoint_state", "latest_checkpoint_state", "load_checkpoint", "model_description",
+           "restore_rng_state", "save_checkpoint"]
+
 
 
 # ---------------------------------------------------------------------------------------- RNG states
@@ -66,23 +76,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------- files
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a killed run never leaves half a checkpoint."""
-    with atomic_path(path) as temporary:
-        torch.save(state, temporary)
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; a damaged or foreign file is one clear sentence."""
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # pickle, zip and weights-only errors all mean "not a usable checkpoint"
-        raise LdiffError(f"{path} cannot be read as an ldiff checkpoint ({type(error).__name__}).") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format_version") != CHECKPOINT_FORMAT_VERSION:
-        raise LdiffError(f"{path} is not an ldiff checkpoint of format version {CHECKPOINT_FORMAT_VERSION}.")
-    return checkpoint
-
-
 def check_checkpoint_matches(checkpoint: dict[str, Any], path: Path, dataset_name: str, task_name: str,
                              config_name: str) -> None:
     """Refuse to resume from a checkpoint written for another dataset, task or configuration."""
@@ -114,54 +107,4 @@ def latest_checkpoint_state(*, step: int, model_state: dict, ema_state: dict, op
         "rng": capture_rng_state(),
         "training_log": training_log_state,
         "settings": settings,
-    }
-
-
-def final_checkpoint_state(step: int, ema_weights: dict[str, torch.Tensor], model_description: dict[str, Any]
-                           ) -> dict[str, Any]:
-    """Assemble ``checkpoint_final.pth``: the EMA weights and everything needed to run them again."""
-    return {
-        "format_version": CHECKPOINT_FORMAT_VERSION,
-        "kind": "final",
-        "step": int(step),
-        "state_dict": {name: value.detach().cpu() for name, value in ema_weights.items()},
-        "model": model_description,
-    }
-
-
-def model_description(plans: dict, dataset_json: dict, dataset_name: str, task: Any, config_name: str,
-                      network_config: dict, settings: dict) -> dict[str, Any]:
-    """The content of ``model.json``: everything a trained model needs to be run again.
-
-    Args:
-        plans: the dataset's plans.json.
-        dataset_json: the dataset's dataset.json.
-        task: the :class:`ldiff.tasks.Task` trained.
-        network_config: the plan's network config with the task's in/out channels.
-        settings: TrainingSettings.to_dict().
-    """
-    configuration = plans["configurations"][config_name]
-    return {
-        "ldiff_model_version": 1,
-        "dataset_name": dataset_name,
-        "task": task.name,
-        "conditional": task.conditional,
-        "paints_lesions": task.paints_lesions,
-        "config_name": config_name,
-        "network": network_config,
-        "diffusion": plans["diffusion"],
-        "channel_names": plans.get("channel_names", dataset_json.get("channel_names")),
-        "data_identifier": plans["data_identifier"],
-        "target_spacing": plans.get("target_spacing"),
-        "orientation": plans.get("orientation"),
-        "normalization": plans.get("normalization"),
-        "mask_dilation": plans.get("mask_dilation"),
-        "training_masks": plans.get("training_masks"),
-        "wm_channel": plans.get("wm_channel"),
-        "slice_axis": configuration.get("slice_axis", 0),
-        "slice_size": configuration["slice_size"],
-        "patch_size": configuration.get("patch_size", configuration["slice_size"]),
-        "stack_depth": configuration["stack_depth"],
-        "labels": dataset_json.get("labels"),
-        "training": settings,
     }

@@ -28,16 +28,14 @@ from typing import Any
 from torch import nn
 
 from ldiff.errors import LdiffError
-from ldiff.inference.model_loading import channel_names_of, read_model_json
+from ldiff.io.model_files import FINAL_NAME, channel_names_of, load_checkpoint, read_model_json, read_model_weights
 from ldiff.networks.config import NetworkConfig
 from ldiff.networks.pseudo3d import load_2d_weights, slice_conv_parameter_names
-from ldiff.training import checkpoints
 from ldiff.training.settings import TrainingRun
 
 logger = logging.getLogger("ldiff")
 
 OPTION = "--pretrained-weights"
-MODEL_JSON = "model.json"
 # The settings filled in here; a caller's values for them are replaced (or, on --c, kept from the run).
 SETTING_NAMES = ("pretrained_weights", "pretrained_model")
 
@@ -58,16 +56,16 @@ def resolve_pretrained(folder: str | Path, run: TrainingRun) -> dict[str, Any]:
         raise LdiffError(f"{OPTION} {folder}: is this run's own results folder, whose checkpoints the run would "
                          f"overwrite; copy the model elsewhere first, or continue it with --c.")
     description = _read_description(folder)
-    path = folder / checkpoints.FINAL_NAME
+    path = folder / FINAL_NAME
     if not path.is_file():
-        raise LdiffError(f"{OPTION} {folder}: has no {checkpoints.FINAL_NAME}; give a model whose training finished.")
+        raise LdiffError(f"{OPTION} {folder}: has no {FINAL_NAME}; give a model whose training finished.")
     problems = mismatches(description, run)
     if problems:
         raise LdiffError(f"{OPTION} {folder} does not fit {run.dataset_name} {run.task.name} {run.config_name}: "
                          + "; ".join(problems) + " (fine-tuning needs the same task, channels, network and "
                          "prediction type: plan with `ldiff_plan_and_preprocess --override` to match).")
     _warn_about_schedule(folder, description, run)
-    step = checkpoints.load_checkpoint(path).get("step")
+    step = load_checkpoint(path).get("step")
     return {"pretrained_weights": str(folder),
             "pretrained_model": {"dataset_name": description.get("dataset_name"), "task": description["task"],
                                  "config_name": description.get("config_name"),
@@ -121,13 +119,10 @@ def load_pretrained_weights(network: nn.Module, folder: str | Path) -> int:
     Raises:
         LdiffError: a missing or unreadable file, or weights that do not fit the network.
     """
-    path = Path(folder) / checkpoints.FINAL_NAME
+    path = Path(folder) / FINAL_NAME
     if not path.is_file():
-        raise LdiffError(f"{OPTION} {folder}: has no {checkpoints.FINAL_NAME}; give a model whose training finished.")
-    checkpoint = checkpoints.load_checkpoint(path)  # torch.load(path, weights_only=True) on the CPU
-    weights = checkpoint.get("state_dict")
-    if not isinstance(weights, dict):
-        raise LdiffError(f"{path}: holds no state_dict of weights; give a folder written by ldiff_train.")
+        raise LdiffError(f"{OPTION} {folder}: has no {FINAL_NAME}; give a model whose training finished.")
+    _, weights, step = read_model_weights(Path(folder), "final")  # torch.load(..., weights_only=True)
     reference = network.state_dict()
     cast = {name: value.to(reference[name].dtype) if name in reference and value.is_floating_point() else value
             for name, value in weights.items()}
@@ -141,7 +136,6 @@ def load_pretrained_weights(network: nn.Module, folder: str | Path) -> int:
     except (RuntimeError, ValueError) as error:
         reason = str(error).strip().splitlines()[0]
         raise LdiffError(f"{path}: its weights do not fit this run's network ({reason[:200]}).") from None
-    step = int(checkpoint.get("step", 0))
     logger.info("fine-tuning from %s (weights of step %d)", folder, step)
     return step
 

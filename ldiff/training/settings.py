@@ -230,7 +230,7 @@ def borrowed_lesion_library(dataset: str, task: Task) -> Any:
     """The real lesion shapes of every case of another preprocessed dataset (``--lesion-shapes-from``)."""
     if task.paints_lesions:
         raise LdiffError(f"--lesion-shapes-from is for the filling tasks; {task.name} learns from its own dataset's lesions.")
-    from ldiff.training.lesion_library import load_or_build_lesion_library
+    from ldiff.masks.library_cache import load_or_build_lesion_library
 
     name, folder, plans, _, case_ids = load_preprocessed(dataset)
     library = load_or_build_lesion_library(folder, plans["data_identifier"], case_ids)

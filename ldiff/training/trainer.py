@@ -35,10 +35,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ldiff.devices import resolve_device
 from ldiff.diffusion import NoiseSchedule
 from ldiff.errors import LdiffError
 from ldiff.io import save_json_atomic
+from ldiff.io.model_files import write_model_json
+from ldiff.masks.library_cache import load_or_build_lesion_library
 from ldiff.networks import build_network
+from ldiff.seeds import keyed_seed
 from ldiff.tasks import Task
 from ldiff.training import checkpoints
 from ldiff.training.augmentation import AUGMENTATION_PRESETS
@@ -53,7 +57,6 @@ from ldiff.training.distributed import (
     spawn,
 )
 from ldiff.training.ema import ExponentialMovingAverage
-from ldiff.training.lesion_library import load_or_build_lesion_library
 from ldiff.training.lr_schedule import WarmupCosineSchedule
 from ldiff.training.pretrained import load_pretrained_weights, pretrained_settings
 from ldiff.training.progress import TrainingLog, plot_progress
@@ -69,12 +72,6 @@ NOISE_STREAM = 1
 GLOBAL_RNG_STREAM = 2
 # progress.png is redrawn at checkpoints at most this often (drawing takes about a second on a CPU).
 PLOT_INTERVAL_S = 60.0
-
-
-def keyed_seed(*keys: int) -> int:
-    """A 63-bit seed that is a well-mixed function of the integer ``keys`` (numpy's SeedSequence)."""
-    low, high = np.random.SeedSequence([int(key) for key in keys]).generate_state(2, dtype=np.uint32)
-    return (int(high) << 32 | int(low)) & (2**63 - 1)
 
 
 def keyed_noise_and_timesteps(sample_shape: tuple[int, ...], first_index: int, batch_size: int, seed: int, step: int,
@@ -194,7 +191,7 @@ class Trainer:
         run, folder = self.run_info, self.run_info.output_folder
         save_json_atomic(run.plans, folder / "plans.json")
         save_json_atomic(run.dataset_json, folder / "dataset.json")
-        save_json_atomic(self.model_description(), folder / "model.json")
+        write_model_json(self.model_description(), folder)
         save_json_atomic({**self.settings.to_dict(), "world_size": self.context.world_size},
                          folder / "training_settings.json")
 
@@ -307,19 +304,6 @@ def _fmt(value: float | None) -> str:
 
 
 # ---- the library entry point ---------------------------------------------------------------------
-def resolve_device(requested: str, num_processes: int = 1) -> str:
-    """``"cpu"`` or ``"cuda"`` for ``--device auto|cpu|cuda``; one sentence when CUDA is asked for but absent."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise LdiffError("CUDA was asked for (--device cuda or --num-gpus), but torch sees no CUDA device.")
-        if num_processes > torch.cuda.device_count():
-            raise LdiffError(f"{num_processes} GPU processes were asked for, but torch sees "
-                             f"{torch.cuda.device_count()} GPU(s).")
-    return requested
-
-
 def _train_process(run: TrainingRun, settings: TrainingSettings, device_type: str, resume: bool) -> None:
     """Body of every training process (the only one, one of torchrun's, or one spawned by ldiff)."""
     context = initialise(device_type)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ldiff.io import load_json, save_json_atomic
-from ldiff.masks import LesionLibrary
+from ldiff.masks.library import LesionLibrary
 
 logger = logging.getLogger("ldiff")
 
