@@ -84,3 +84,23 @@ def test_library_modules_do_not_import_the_command_line_layer():
                  if path.relative_to(PACKAGE).parts[0] != "cli"
                  and any(name.startswith("ldiff.cli") for name in imported_modules(path))]
     assert offenders == []
+
+
+def test_only_the_task_objects_branch_on_what_a_task_is():
+    """What differs between the four tasks lives in ldiff/tasks: nobody else reads the task flags or
+    compares against a task's name (model_files only records the flags into model.json)."""
+    from ldiff.tasks import TASK_NAMES
+
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] == "tasks" or relative == Path("io/model_files.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("conditional", "paints_lesions"):
+                offenders.append(f"{relative}:{node.lineno} .{node.attr}")
+            if isinstance(node, ast.Compare):
+                constants = [part for part in [node.left, *node.comparators] if isinstance(part, ast.Constant)]
+                if any(constant.value in TASK_NAMES for constant in constants):
+                    offenders.append(f"{relative}:{node.lineno} compares with a task name")
+    assert offenders == []

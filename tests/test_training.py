@@ -22,7 +22,7 @@ from ldiff.training.trainer import train
 from training_fixtures import make_preprocessed_dataset
 
 TASK_NAMES = ("cond_fill", "uncond_fill", "cond_synth", "uncond_synth")
-FAST = {"num_workers": 0, "validation_sampler": {"name": "ddim", "num_inference_steps": 2}, "num_validation_samples": 2}
+FAST = {"num_workers": 0, "validation_sampler": {"num_inference_steps": 2}, "num_validation_samples": 2}
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 

@@ -277,3 +277,27 @@ def test_validator_scores_a_perfect_model_perfectly_and_a_blind_one_poorly(task_
 
     blind = validator.evaluate(Blind())
     assert blind["ssim"] < 0.5 and blind["psnr"] < perfect["psnr"] - 20
+
+
+@pytest.mark.parametrize("task_name, highest_timestep", [("cond_fill", 999), ("uncond_fill", 999), ("cond_synth", 999),
+                                                         ("uncond_synth", 40)])
+def test_validation_samples_each_task_the_way_prediction_does(task_name, highest_timestep):
+    """uncond_synth starts from a coarse lesion noised to t0 = 40 (partial noising), the others from noise;
+    uncond_fill walks RePaint (timesteps visited more than once when it jumps back)."""
+    from ldiff.training.validation import Validator
+
+    schedule = NoiseSchedule()
+    truth = torch.rand((2, 1, 16, 16), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    paint = torch.zeros((2, 1, 16, 16))
+    paint[:, :, 4:10, 5:11] = 1
+    samples = {"image": truth.numpy(), "paint_mask": paint.numpy(), "loss_mask": torch.ones_like(paint).numpy()}
+    seen: list[int] = []
+
+    class Recorder(nn.Module):
+        def forward(self, x, timesteps):
+            seen.extend(int(t) for t in timesteps.unique())
+            return torch.zeros_like(x[:, :1])
+
+    task = get_task(task_name)
+    Validator(samples, task, schedule, batch_size=2).predict(Recorder())
+    assert highest_timestep - 40 <= max(seen) <= highest_timestep

@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 
 from ldiff.cli.common import run_command
+from ldiff.tasks import TASK_NAMES  # torch-free: --help stays fast
 
-# Kept here rather than imported so that --help does not pay for importing torch.
-TASK_CHOICES = ("cond_fill", "uncond_fill", "cond_synth", "uncond_synth")
 SAMPLER_CHOICES = ("ddim", "ddpm", "dpm_solver", "repaint")
 
 
@@ -50,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a model's fold folder (or its TASK__CONFIG folder with -f)")
     model.add_argument("-d", "--dataset", help="dataset id or name the model was trained on")
     model.add_argument("-c", "--configuration", help="2d or p3d")
-    model.add_argument("-t", "--task", choices=TASK_CHOICES, help="the task the model must have been trained for")
+    model.add_argument("-t", "--task", choices=TASK_NAMES, help="the task the model must have been trained for")
     model.add_argument("-f", "--fold", help="the fold (0-4 or all)")
     model.add_argument("-chk", "--checkpoint", choices=("final", "latest"), default="final",
                        help="final (default) or latest (the EMA weights of a run still training)")

@@ -211,7 +211,7 @@ def predict_files(inputs: Sequence[str | Path], output: str | Path, model: Model
     # Logged only now, so that a refused run prints its one sentence and nothing else.
     logger.info("model: %s; sampling: %s", predictor.model.describe(), predictor.describe_sampling())
     task = predictor.model.task
-    if lesion_intensity is not None and (task.conditional or not task.paints_lesions):
+    if lesion_intensity is not None and not task.takes_lesion_intensity:
         logger.warning("--lesion-intensity is for uncond_synth models; ignored for this %s model.", task.name)
     written: list[Path] = []
     for job in tqdm(jobs, desc="predicting", unit="case", disable=not progress):

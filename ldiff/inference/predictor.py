@@ -54,8 +54,7 @@ import SimpleITK as sitk
 import torch
 from tqdm import tqdm
 
-from ldiff.diffusion import (PARTIAL_NOISING_DEFAULTS, RePaintSampler, build_sampler, conditional_inpaint,
-                             paint_coarse_lesion, synthesise_by_partial_noising)
+from ldiff.diffusion import paint_coarse_lesion
 from ldiff.diffusion.synthesis import THESIS_T0
 from ldiff.errors import LdiffError
 from ldiff.io.cases import cast_to_dtype
@@ -69,9 +68,7 @@ from ldiff.devices import resolve_device
 
 logger = logging.getLogger("ldiff")
 
-CONDITIONAL_SAMPLERS = ("ddim", "ddpm", "dpm_solver")
 DEFAULT_STEPS = {"ddim": 25, "ddpm": 1000, "dpm_solver": 15, "repaint": 50}
-REPAINT_FILL_DEFAULTS = {"jump_length": 8, "num_resamplings": 10, "eta": 1.0}
 DEFAULT_LESION_PERCENTILE = {"t1": 10.0, "other": 99.0}
 # A preprocessed voxel belongs to the carried-over mask when any original mask voxel contributes to it.
 COVERAGE_THRESHOLD = 1e-6
@@ -128,32 +125,9 @@ def resolved_sampler(model: LoadedModel, options: SamplingOptions) -> tuple[str,
 
 def build_task_sampler(model: LoadedModel, options: SamplingOptions) -> Any:
     """The sampler object for the model's task; one sentence for a sampler the task cannot use."""
-    task = model.task
     name, steps = resolved_sampler(model, options)
-    if task.conditional:
-        if name not in CONDITIONAL_SAMPLERS:
-            raise LdiffError(f"{task.name} models sample with {', '.join(CONDITIONAL_SAMPLERS)}; "
-                             f"--sampler {name} is for unconditional models.")
-        config: dict[str, Any] = {"name": name, "num_inference_steps": steps}
-        if name == "ddim":
-            config["eta"] = options.eta
-        return _checked(lambda: build_sampler(model.schedule, config))
-    if name != "repaint":
-        raise LdiffError(f"{task.name} models inpaint with RePaint; use --sampler repaint (--resamplings 1 for "
-                         f"plain replacement at one call per step).")
-    config = dict(PARTIAL_NOISING_DEFAULTS) if task.paints_lesions else {"name": "repaint", **REPAINT_FILL_DEFAULTS}
-    chosen = {"num_inference_steps": options.steps, "jump_length": options.jump_length,
-              "num_resamplings": options.resamplings}
-    config.update({key: value for key, value in chosen.items() if value is not None})
-    config.setdefault("num_inference_steps", steps)
-    return _checked(lambda: RePaintSampler.from_dict(model.schedule, config))
-
-
-def _checked(make: Any) -> Any:
-    try:
-        return make()
-    except ValueError as error:
-        raise LdiffError(f"Invalid sampler settings: {error}") from None
+    return model.task.build_sampler(model.schedule, name, steps, eta=options.eta, jump_length=options.jump_length,
+                                    resamplings=options.resamplings)
 
 
 def lesion_intensities(model: LoadedModel, image: np.ndarray, brain: np.ndarray,
@@ -266,20 +240,19 @@ class Predictor:
         Returns:
             the same kind, shape and pixel type as ``images``.
         """
-        self._require(paints_lesions=False, verb="fill")
+        self._require("fill")
         return self._run(images, mask, spacing, seed, None)
 
     def synthesise(self, images: Any, mask: Any, spacing: Sequence[float] | None = None, seed: int = 0,
                    lesion_intensity: Sequence[float | str] | None = None) -> Any:
         """Synthesise lesions inside ``mask`` (cond_synth and uncond_synth models); arguments as :meth:`fill`."""
-        self._require(paints_lesions=True, verb="synthesise")
+        self._require("synthesise")
         return self._run(images, mask, spacing, seed, lesion_intensity)
 
-    def _require(self, paints_lesions: bool, verb: str) -> None:
-        if self.model.task.paints_lesions != paints_lesions:
-            other = "synthesise" if verb == "fill" else "fill"
+    def _require(self, verb: str) -> None:
+        if self.model.task.verb != verb:
             raise LdiffError(f"{self.model.folder} holds a {self.model.task.name} model, which cannot {verb}; "
-                             f"call {other}() or load another model.")
+                             f"call {self.model.task.verb}() or load another model.")
 
     def _run(self, images: Any, mask: Any, spacing: Sequence[float] | None, seed: int,
              lesion_intensity: Sequence[float | str] | None) -> Any:
@@ -336,9 +309,8 @@ class Predictor:
                              f"mask belongs to this image (same subject, same space).")
         coverage = coverage_in_preprocessed_space(region, properties)
         paint = (coverage > COVERAGE_THRESHOLD) & brain
-        start = arrays["image"]
-        if model.task.paints_lesions and not model.task.conditional:
-            start = self._with_coarse_lesions(arrays, properties, mask, paint, lesion_intensity)
+        start = model.task.starting_image(
+            arrays["image"], lambda: self._with_coarse_lesions(arrays, properties, mask, paint, lesion_intensity))
         try:
             plan = plan_rois(paint, model.stack_depth, model.patch_size, model.downsampling_factor,
                              self.options.context_margin, self.options.context_slices, self.options.whole_slices)
@@ -417,12 +389,7 @@ class Predictor:
                 mask = mask.repeat(draws, *([1] * (mask.dim() - 1)))
             condition = task.condition(known, mask)
             model_fn = self._model_fn(condition)
-            if task.conditional:
-                sample = conditional_inpaint(self.sampler, model_fn, known, mask, generator)
-            elif not task.paints_lesions:
-                sample = self.sampler.sample(model_fn, known, mask, generator)
-            else:
-                sample = synthesise_by_partial_noising(self.sampler, model_fn, known, mask, self.options.t0, generator)
+            sample = task.sample(self.sampler, model_fn, known, mask, generator, t0=self.options.t0)
             sample = sample.float().reshape(draws, len(batch), *sample.shape[1:]).mean(dim=0).cpu().numpy()
             if not model.is_pseudo3d:
                 sample = sample[:, :, None]

@@ -32,10 +32,9 @@ cache before the workers were forked (the cache is never pickled: a ``spawn`` wo
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -189,12 +188,13 @@ class SampleSource:
         samples = [self.sample(step, int(index)) for index in indices]
         return {key: np.stack([sample[key] for sample in samples]) for key in SAMPLE_KEYS}
 
-    def draw(self, step: int, index: int, case_position: int | None = None) -> TrainingSample:
+    def draw(self, step: int, index: int, case_position: int | None = None, masks: Any = None) -> TrainingSample:
         """The full sample of ``(seed, step, index)``.
 
         ``case_position`` (an index into ``case_ids``) replaces the random case choice, e.g. to
         cover every validation case; for synthesis tasks the next case with lesions is used if
-        that one has none.
+        that one has none. ``masks``: the task method that draws the masks (default
+        ``task.training_masks``; validation uses ``task.prediction_masks``).
         """
         rng = np.random.default_rng([self.seed, int(step), int(index)])
         case_id, arrays, centre, focus = self._choose_slice(rng, case_position)
@@ -216,7 +216,8 @@ class SampleSource:
             warped_image = augment_intensity(warped_image, brain, rng, self.augmentation)
         if self.is_2d:
             warped_image, lesion, wm, brain = warped_image[:, 0], lesion[0], wm[0], brain[0]
-        paint, loss = self.task.training_masks(lesion, wm, brain, rng, self.mask_sampler, self.dilation_radius, self.spacing)
+        paint, loss = (masks or self.task.training_masks)(lesion, wm, brain, rng, self.mask_sampler,
+                                                          self.dilation_radius, self.spacing)
         return TrainingSample(
             image=np.ascontiguousarray(warped_image, dtype=np.float32),
             paint_mask=paint[None].astype(np.float32),
@@ -277,9 +278,8 @@ def validation_samples(data_folder: Path, case_ids: list[str], plans: dict, conf
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
-    # The conditional twin draws the inference-time paint region; its loss mask is the same.
-    painting_task = dataclasses.replace(task, conditional=True)
-    source = SampleSource(data_folder, case_ids, plans, config_name, painting_task, seed, augment=False,
+    source = SampleSource(data_folder, case_ids, plans, config_name, task, seed, augment=False,
                           lesion_library=lesion_library)
-    samples = [source.draw(0, index, case_position=index % len(case_ids)).as_dict() for index in range(num_samples)]
+    samples = [source.draw(0, index, case_position=index % len(case_ids), masks=task.prediction_masks).as_dict()
+               for index in range(num_samples)]
     return {key: np.stack([sample[key] for sample in samples]) for key in SAMPLE_KEYS}

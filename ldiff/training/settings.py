@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ class TrainingSettings:
         checkpoint_every: steps between ``checkpoint_latest.pth`` writes (and progress.png refreshes).
         validate_every: steps between validations (0 = only at the end).
         num_validation_samples: held-out samples inpainted at each validation.
-        validation_sampler: sampler config for validation (``build_sampler``).
+        validation_sampler: overrides of the task's validation sampling (``name``, ``num_inference_steps``,
+            ``eta``, ``jump_length``, ``num_resamplings``); None: the task's own (see ``validation.py``).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         num_workers: data-loading worker processes per training process (0 = in-process).
         lesion_shapes_from: another preprocessed dataset whose real lesion shapes the filling tasks
@@ -73,7 +74,7 @@ class TrainingSettings:
     checkpoint_every: int = 500
     validate_every: int = 2500
     num_validation_samples: int = 4
-    validation_sampler: dict[str, Any] = field(default_factory=lambda: {"name": "ddim", "num_inference_steps": 25, "eta": 0.0})
+    validation_sampler: dict[str, Any] | None = None
     device: str = "auto"
     num_workers: int = 2
     lesion_shapes_from: str | None = None
@@ -228,7 +229,7 @@ def resolve_run(dataset: str | int, config_name: str, task_name: str, fold: int 
 
 def borrowed_lesion_library(dataset: str, task: Task) -> Any:
     """The real lesion shapes of every case of another preprocessed dataset (``--lesion-shapes-from``)."""
-    if task.paints_lesions:
+    if not task.borrows_lesion_shapes:
         raise LdiffError(f"--lesion-shapes-from is for the filling tasks; {task.name} learns from its own dataset's lesions.")
     from ldiff.masks.library_cache import load_or_build_lesion_library
 

@@ -3,7 +3,7 @@
 A step: fetch batch ``step`` -> draw one timestep and one noise tensor per sample -> noise the
 images -> ``model(task.model_input(x_t, task.condition(image, paint_mask)), t)`` -> masked,
 min-SNR-weighted MSE -> backward -> clip the gradient norm to 1 -> AdamW -> EMA update. The task
-only enters through ``tasks.py`` (conditioning, masks); the trainer never asks which task it runs.
+only enters through ``ldiff/tasks/`` (conditioning, masks, validation sampling); the trainer never asks which task it runs.
 
 Determinism. Timestep and noise of sample ``i`` of step ``s`` come from a generator seeded with
 ``(seed, s, i)``, where ``i`` is the sample's *global* index (rank r holds ``[r*b, (r+1)*b)``); the
@@ -165,7 +165,7 @@ class Trainer:
             library = None
             if settings.lesion_shapes_from is not None:
                 library = borrowed_lesion_library(settings.lesion_shapes_from, self.task)
-            elif not self.task.paints_lesions:  # filling masks borrow real shapes of the training cases
+            elif self.task.borrows_lesion_shapes:  # e.g. filling masks take real shapes of the training cases
                 library = load_or_build_lesion_library(run.preprocessed_folder, run.plans["data_identifier"], train_ids)
             return train_ids, validation_ids, library
 

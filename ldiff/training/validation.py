@@ -1,16 +1,18 @@
-"""Validation during training: inpaint a fixed set of held-out samples and score them inside the mask.
+"""Validation during training: paint a fixed set of held-out samples as prediction would, score inside the mask.
 
-Every task is scored the same way, as inpainting of the sample's paint mask, so the numbers of a run
-are comparable from one validation to the next:
+Every task is scored the way prediction runs it (``task.sample``), with fewer network calls
+(``task.validation_sampling``, or ``validation_sampler`` of the training settings):
 
-- conditional tasks sample with their own conditioning (voided image + mask) and a fast sampler
-  (DDIM, 25 steps, eta 0 by default);
-- unconditional tasks have no conditioning input, and RePaint lives elsewhere, so they use the
-  simplest inpainting that still shows whether the model knows the anatomy: "replacement"
-  (Song et al. 2021, score-SDE imputation). Before every network call the known region
-  (outside the mask) of ``x_t`` is replaced by the ground truth noised to ``t`` with fresh noise;
-  the unknown region follows the DDIM update. It harmonises worse than RePaint at the mask border,
-  so these numbers are a lower bound of what RePaint will reach.
+- conditional tasks sample with their own conditioning (voided image + mask), DDIM 25 steps, eta 0;
+- uncond_fill inpaints with RePaint, at validation with one pass per step (25 calls: the known region
+  replaced by the truth noised to ``t`` before every call);
+- uncond_synth synthesises by partial noising, as prediction: a coarse lesion is painted into the
+  mask, at the sample's own median lesion intensity per channel (the truth's, so the score measures
+  what the model makes of a coarse lesion, not whether the intensity was guessed), noised to ``t0``
+  and denoised with the short RePaint walk.
+
+The same paint masks as prediction: for the fill tasks masks drawn in healthy WM joined with the
+dilated real lesions, for synthesis the dilated real lesions (``Task.prediction_masks``).
 
 Metrics, on images in [-1, 1] (as the thesis): SSIM from skimage on every 2D slice of every channel
 (7x7 window, ``data_range = 2``, full map), averaged over the scored pixels; PSNR ``10 log10(4 / MSE)``
@@ -28,11 +30,14 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from ldiff.diffusion.inpainting import conditional_inpaint
-from ldiff.diffusion import NoiseSchedule, build_sampler
+import logging
+from typing import Any
+
+from ldiff.diffusion import NoiseSchedule, paint_coarse_lesion
+from ldiff.errors import LdiffError
 from ldiff.tasks import Task
 
-DEFAULT_VALIDATION_SAMPLER = {"name": "ddim", "num_inference_steps": 25, "eta": 0.0}
+logger = logging.getLogger("ldiff")
 # Reported instead of infinity when a prediction equals the reference inside the mask.
 MAX_PSNR_DB = 100.0
 
@@ -74,15 +79,44 @@ def masked_psnr(reference: np.ndarray, prediction: np.ndarray, mask: np.ndarray)
     return MAX_PSNR_DB if mse <= 4.0 * 10 ** (-MAX_PSNR_DB / 10) else 10.0 * np.log10(4.0 / mse)
 
 
+def validation_sampler(task: Task, schedule: NoiseSchedule, config: dict[str, Any] | None) -> Any:
+    """The task's sampler for validation: its ``validation_sampling`` with ``config``'s overrides.
+
+    A sampler the task cannot use (e.g. a DDIM config saved by an older run of an unconditional task)
+    gives a warning and the task's own sampler at the configured number of steps.
+    """
+    defaults, config = dict(task.validation_sampling), dict(config or {})
+    steps = config.get("num_inference_steps", defaults.get("steps"))
+    options = {"eta": float(config.get("eta", 0.0)), "jump_length": config.get("jump_length", defaults.get("jump_length")),
+               "resamplings": config.get("num_resamplings", defaults.get("resamplings"))}
+    name = str(config.get("name", defaults["sampler"]))
+    try:
+        return task.build_sampler(schedule, name, steps, **options)
+    except LdiffError as error:
+        logger.warning("validation sampler: %s; validating with %s instead", error, defaults["sampler"])
+        return task.build_sampler(schedule, str(defaults["sampler"]), steps, **options)
+
+
+def with_truth_coarse_lesions(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``image`` (B, C, ...) with a coarse lesion painted into ``mask`` at each sample's median truth in it."""
+    inside = mask.bool().expand_as(image)
+    medians = torch.stack([
+        torch.stack([channel[region].median() if region.any() else channel.new_tensor(0.0)
+                     for channel, region in zip(sample, sample_mask)])
+        for sample, sample_mask in zip(image, inside)])
+    return paint_coarse_lesion(image, mask, medians)
+
+
 class Validator:
     """Scores a network on fixed held-out samples (see the module docstring).
 
     Args:
         samples: ``{"image": (N, C, ...) in [-1, 1], "paint_mask": (N, 1, ...) 0/1, "loss_mask": (N, 1, ...)}``
             as made by ``validation_samples``; metrics count ``paint_mask * loss_mask``.
-        task: the task being trained (decides conditional sampling vs replacement inpainting).
+        task: the task being trained: it samples as at prediction (module docstring).
         schedule: the training noise schedule.
-        sampler_config: a :func:`ldiff.diffusion.build_sampler` config (default DDIM, 25 steps).
+        sampler_config: overrides of the task's validation sampling: ``name``, ``num_inference_steps``,
+            ``eta``, ``jump_length``, ``num_resamplings`` (None: the task's ``validation_sampling``).
         device: where the model runs; bf16 autocast is used on CUDA.
         batch_size: samples per network call.
         seed: seeds the initial noise (the same at every validation).
@@ -97,7 +131,7 @@ class Validator:
         # the filling tasks (whose loss mask excludes them), the whole paint mask for synthesis.
         self.metric_masks = self.masks * np.asarray(samples.get("loss_mask", np.ones_like(self.masks)), dtype=np.float32)
         self.task = task
-        self.sampler = build_sampler(schedule, dict(sampler_config or DEFAULT_VALIDATION_SAMPLER))
+        self.sampler = validation_sampler(task, schedule, sampler_config)
         self.device = torch.device(device)
         self.batch_size = max(1, int(batch_size))
         self.seed = int(seed)
@@ -120,9 +154,8 @@ class Validator:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                     return model(self.task.model_input(x, condition), timesteps).float()
 
-            # The same inpainting as prediction: the known region replaced by the noised truth before
-            # every step (unconditional models see it only that way), and pasted back at the end.
-            result = conditional_inpaint(self.sampler, model_fn, image, mask, generator, replace_known=True)
+            start = self.task.starting_image(image, lambda: with_truth_coarse_lesions(image, mask))
+            result = self.task.sample(self.sampler, model_fn, start, mask, generator)
             outputs.append(result.float().cpu().numpy())
         return np.concatenate(outputs, axis=0)
 

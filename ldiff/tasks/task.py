@@ -1,0 +1,166 @@
+"""What every task shares, and the questions the rest of ldiff asks a task.
+
+A :class:`Task` answers, for training: what the network sees (:meth:`Task.condition`,
+:meth:`Task.model_input`), which region it paints and which voxels the loss counts
+(:meth:`Task.training_masks`), whether it needs real lesions and whether its masks borrow real
+lesion shapes; for prediction and validation: the region it paints and the voxels with a known answer
+(:meth:`Task.prediction_masks`), which samplers it can use (:meth:`Task.build_sampler`), what it
+starts from (:meth:`Task.starting_image`) and how it samples (:meth:`Task.sample`). The three ways
+of sampling are the subclasses in ``ldiff.tasks.sampling``.
+
+The module imports neither torch nor the diffusion code at import time, so command-line parsers can
+list the tasks without starting torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from ldiff.masks import MaskSampler, dilate_mask
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+# Value of voided voxels in the conditioning image, in the [-1, 1] intensity space (as the thesis).
+VOID_VALUE = 0.0
+
+
+@dataclass(frozen=True)
+class Task:
+    """One of the four tasks (module docstring); subclasses say how it samples.
+
+    ``conditional``: the network sees the voided image and the mask. ``paints_lesions``: it paints
+    lesions (synthesis) rather than healthy tissue (filling). ``sampling_defaults``: ``(key, value)``
+    pairs of sampler name, steps and draws averaged per crop used when the user names none.
+    ``validation_sampling``: the same for the validation during training (cheaper, same method).
+    """
+
+    name: str
+    conditional: bool
+    paints_lesions: bool
+    description: str
+    sampling_defaults: tuple[tuple[str, object], ...] = ()
+    validation_sampling: tuple[tuple[str, object], ...] = ()
+
+    # ---- what the task is ----------------------------------------------------------------------
+    @property
+    def default_sampling(self) -> dict[str, object]:
+        """``{"sampler", "steps", "num_samples"}`` used when the user chooses none."""
+        return dict(self.sampling_defaults)
+
+    @property
+    def verb(self) -> str:
+        """``"fill"`` or ``"synthesise"``: what the Python API calls this task's work."""
+        return "synthesise" if self.paints_lesions else "fill"
+
+    @property
+    def needs_real_lesions(self) -> bool:
+        """Synthesis learns from real lesions; filling can train on healthy scans with synthetic masks."""
+        return self.paints_lesions
+
+    @property
+    def borrows_lesion_shapes(self) -> bool:
+        """Its training masks are drawn from the training cases' real lesion shapes (the fill tasks)."""
+        return not self.paints_lesions
+
+    @property
+    def takes_lesion_intensity(self) -> bool:
+        """Prediction accepts ``--lesion-intensity`` (only tasks that start from a coarse lesion)."""
+        return False
+
+    def in_channels(self, num_modalities: int) -> int:
+        """Network input channels: noisy image (+ voided image and mask when conditional)."""
+        return 2 * num_modalities + 1 if self.conditional else num_modalities
+
+    # ---- the conditioning (training and prediction) --------------------------------------------
+    def condition(self, image: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor | None":
+        """``cat(voided image, mask)`` along channels, or None for unconditional tasks.
+
+        Args:
+            image: (B, C, ...) in [-1, 1], the known image (its values inside ``mask`` are discarded).
+            mask: (B, 1, ...) 0/1, the region to paint.
+        """
+        import torch
+
+        if not self.conditional:
+            return None
+        voided = image * (1 - mask) + VOID_VALUE * mask
+        return torch.cat([voided, mask.to(image.dtype)], dim=1)
+
+    def model_input(self, noisy_image: "torch.Tensor", condition: "torch.Tensor | None") -> "torch.Tensor":
+        """What the network receives at one timestep: (B, in_channels, ...)."""
+        import torch
+
+        return noisy_image if condition is None else torch.cat([noisy_image, condition], dim=1)
+
+    # ---- masks (data loader, numpy) -------------------------------------------------------------
+    def prediction_masks(self, lesion: np.ndarray, wm: np.ndarray, brain: np.ndarray, rng: np.random.Generator,
+                         mask_sampler: MaskSampler, dilation_radius: int, spacing: tuple[float, float, float]
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """The region the task paints at prediction and, inside it, the voxels whose answer is known.
+
+        Filling: masks drawn by the MaskSampler in healthy WM (never over real lesions) joined with the
+        dilated real lesions, which must be voided too; the known answer is the healthy tissue, so the
+        real lesions are excluded. Synthesis: the dilated real lesions, all known.
+
+        Args:
+            lesion, wm, brain: (H, W) for a 2D slice or (D, H, W) for a stack; nonzero = inside.
+            rng: the sample's random generator.
+            mask_sampler: draws synthetic / transplanted lesion masks inside WM.
+            dilation_radius: the plan's mask dilation in voxels (lesion borders are abnormal too).
+            spacing: (x, y, z) mm of the arrays.
+
+        Returns:
+            (paint_mask, known_mask): float32 arrays of the input's shape with values 0/1.
+        """
+        real = self._dilated_lesions(lesion, brain, dilation_radius, spacing)
+        if self.paints_lesions:
+            return real.astype(np.float32), real.astype(np.float32)
+        draw = mask_sampler.sample_slice_mask if lesion.ndim == 2 else mask_sampler.sample_volume_mask
+        paint = draw(wm.astype(bool), brain.astype(bool), rng, forbidden=real) | real
+        return paint.astype(np.float32), (paint & ~real).astype(np.float32)
+
+    def training_masks(self, lesion: np.ndarray, wm: np.ndarray, brain: np.ndarray, rng: np.random.Generator,
+                       mask_sampler: MaskSampler, dilation_radius: int, spacing: tuple[float, float, float]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """The region to paint and the voxels that count in the loss, for one training sample.
+
+        Conditional tasks train on what they do at prediction (:meth:`prediction_masks`; the loss counts
+        only the painted region: the known region is pasted back at prediction, and counting it would
+        drown the painting signal in a trivial copying task). Unconditional tasks paint nothing while
+        training: they learn the whole image, healthy anatomy without its real lesions (uncond_fill)
+        or MS anatomy with them (uncond_synth). Arguments as :meth:`prediction_masks`.
+        """
+        if self.conditional:
+            return self.prediction_masks(lesion, wm, brain, rng, mask_sampler, dilation_radius, spacing)
+        real = self._dilated_lesions(lesion, brain, dilation_radius, spacing)
+        loss = np.ones(real.shape, bool) if self.paints_lesions else ~real
+        return np.zeros(real.shape, np.float32), loss.astype(np.float32)
+
+    @staticmethod
+    def _dilated_lesions(lesion: np.ndarray, brain: np.ndarray, radius: int, spacing: tuple[float, float, float]
+                         ) -> np.ndarray:
+        if not lesion.any():
+            return np.zeros(lesion.shape, bool)
+        return dilate_mask(lesion.astype(bool), radius, spacing) & brain.astype(bool)
+
+    # ---- sampling (prediction and validation) ---------------------------------------------------
+    def build_sampler(self, schedule: Any, name: str, steps: int | None, eta: float = 0.0,
+                      jump_length: int | None = None, resamplings: int | None = None) -> Any:
+        """The sampler object this task samples with; LdiffError (one sentence) for one it cannot use."""
+        raise NotImplementedError
+
+    def starting_image(self, image: np.ndarray, with_coarse_lesions: Callable[[], np.ndarray]) -> np.ndarray:
+        """What sampling starts from: the image itself, or (synthesis by partial noising) the image with
+        coarse lesions painted in, which ``with_coarse_lesions()`` makes."""
+        return image
+
+    def sample(self, sampler: Any, model_fn: Callable, known: "torch.Tensor", mask: "torch.Tensor",
+               generator: "torch.Generator", t0: int | float | None = None) -> "torch.Tensor":
+        """Paint ``mask`` in ``known`` (B, C, ...) with ``model_fn(x_t, t)``; the known region is pasted back.
+
+        ``t0``: the starting noise level of synthesis by partial noising (ignored by the others).
+        """
+        raise NotImplementedError
