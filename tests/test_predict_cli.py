@@ -231,3 +231,38 @@ def test_a_model_of_another_task_is_refused(tmp_path, model_folder):
     with pytest.raises(LdiffError, match="holds a cond_fill model, not uncond_synth"):
         predict_files([str(images)], tmp_path / "out", ModelChoice(model_folder, task="uncond_synth", device="cpu"),
                       FAST, progress=False)
+
+
+# ---- the files are what the library computes, and a failed write keeps nothing half-done ----------------
+def test_written_files_are_bit_identical_to_the_predictor_output(tmp_path, model_folder):
+    from ldiff.inference.files import case_seed
+    from ldiff.inference.predictor import Predictor
+
+    images, _, lesions = make_folder(tmp_path, cases=("case_a", "case_b"))
+    run(images, tmp_path / "out", model_folder, seed=11)
+    predictor = Predictor.from_folder(model_folder, options=FAST)
+    for case in ("case_a", "case_b"):
+        inputs = [sitk.ReadImage(str(images / f"{case}_{channel}.nii.gz")) for channel in ("0000", "0001")]
+        expected = predictor.predict(inputs, lesions[case], seed=case_seed(11, case)).images
+        for channel, image in zip(("0000", "0001"), expected):
+            written = sitk.ReadImage(str(tmp_path / "out" / f"{case}_{channel}.nii.gz"))
+            assert written.GetPixelID() == image.GetPixelID()
+            assert np.array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(image)), (case, channel)
+
+
+def test_a_write_that_fails_keeps_no_part_of_the_case_and_says_which_file(tmp_path, model_folder, monkeypatch):
+    images, _, _ = make_folder(tmp_path, cases=("case_a",))
+    real_write = files.write_image_atomic
+
+    def failing_write(image, path, *arguments, **keywords):
+        if str(path).endswith("_0001.nii.gz"):
+            raise OSError(28, "No space left on device")
+        return real_write(image, path, *arguments, **keywords)
+
+    monkeypatch.setattr(files, "write_image_atomic", failing_write)
+    message = refused(images, tmp_path / "out", model_folder, match="case_a_0001.nii.gz: cannot be written")
+    assert "No space left on device" in message and "--continue" in message
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == []
+    monkeypatch.setattr(files, "write_image_atomic", real_write)
+    run(images, tmp_path / "out", model_folder, continue_run=True)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["case_a_0000.nii.gz", "case_a_0001.nii.gz"]

@@ -154,16 +154,34 @@ def case_seed(seed: int, case: str) -> int:
     return keyed_seed(seed, zlib.crc32(case.encode("utf-8")))
 
 
+def write_case_outputs(case: str, images: Sequence[sitk.Image], paths: Sequence[Path]) -> list[Path]:
+    """Write one case's channels; a case is written whole or not at all.
+
+    Each file is written to a temporary name and renamed into place; when one cannot be written (disk
+    full, no permission), the channels of this case already written are removed again (so --continue
+    redoes the case) and the error is one sentence naming the file.
+    """
+    written: list[Path] = []
+    for image, path in zip(images, paths):
+        try:
+            write_image_atomic(image, path)
+        except (OSError, RuntimeError) as error:
+            for done in written:
+                done.unlink(missing_ok=True)
+            reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[-1][:120] or type(error).__name__
+            raise LdiffError(f"{path}: cannot be written ({reason}); no output of case {case} is kept "
+                             f"(free some space or choose another -o, then rerun with --continue).") from None
+        written.append(Path(path))
+    return written
+
+
 def predict_case(predictor: Predictor, job: FillJob, seed: int, lesion_intensity: Sequence[float | str] | None,
                  preview: bool, progress: bool) -> list[Path]:
     """Predict one case and write its outputs (and preview); returns the paths written."""
     images, mask, _ = load_job(job)
     result = predictor.predict(images, mask, seed=case_seed(seed, job.case), lesion_intensity=lesion_intensity,
                                mask_name=str(job.mask_file), image_name=str(job.image_files[0]), progress=progress)
-    written = []
-    for image, path in zip(result.images, outputs_of(job)):
-        write_image_atomic(image, path)
-        written.append(path)
+    written = write_case_outputs(job.case, result.images, outputs_of(job))
     if preview:
         from ldiff.inference.preview import write_preview
 
