@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs ldiff and its dependencies into the current Python environment.
-# torch is installed only where none is present: bring your own CUDA build first if you have a GPU.
+# torch is installed only where none is present, as torch==2.13.0 from whatever pip is configured to
+# use: on this project's machines (and CI) a local CPU wheel; from the public index on Linux that is the
+# default CUDA build (several GB). For a CPU-only build elsewhere install it first:
+#   pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# and for a GPU, the CUDA build that matches your driver (https://pytorch.org/get-started/locally/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
-  echo "No torch found: installing the CPU build torch==2.13.0 (install your CUDA build first to use a GPU)."
+  echo "No torch found: installing torch==2.13.0 with pip's configuration (see the comment at the top of $0)."
   "$PYTHON" -m pip install --quiet "torch==2.13.0"
 fi
 "$PYTHON" -m pip install --quiet -e ".[test]"
