@@ -252,6 +252,12 @@ def test_the_scored_region_defaults_to_the_models_own_dilation():
     runner = MethodRunner(parse_method(f"ldiff:{demo}"), device="cpu")
     assert resolve_dilation([runner], None, 1, (1.0, 1.0, 1.0)) == pytest.approx(2.0)  # its plan: 2 mm
     assert resolve_dilation([runner], 1, 1, (0.8, 0.8, 1.2)) == pytest.approx(0.8)  # --dilate counts finest voxels
+    # The result files name the weights that made the numbers: the checkpoint's SHA-256 and the sampling.
+    import hashlib
+
+    described = runner.describe()
+    assert described["checkpoint_sha256"] == hashlib.sha256((demo / "checkpoint_final.pth").read_bytes()).hexdigest()
+    assert described["sampling"] == "dpm_solver 3 steps, mean of 4 draws per crop"
 
 
 def test_plot_labels_name_the_model_and_its_settings():

@@ -16,6 +16,7 @@ benchmark checks is the same radius. Classic fillers also get the scan's WM from
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 import zlib
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import SimpleITK as sitk
 from ldiff.errors import LdiffError
 from ldiff.evaluation.classic import CLASSIC_METHODS, classic_fill
 from ldiff.io import Geometry, array_to_image
+from ldiff.io.model_files import checkpoint_file
 
 LDIFF = "ldiff"
 
@@ -115,6 +117,17 @@ class MethodRunner:
             return list(range(len(case_channels)))
         raise LdiffError(f"method {self.spec.label}: the model needs channels {', '.join(wanted)}, the cases have "
                          f"{', '.join(case_channels)}.")
+
+    def describe(self) -> dict[str, Any]:
+        """What the result files record about the method: for ldiff, the model folder, the SHA-256 of its
+        checkpoint (which weights produced the numbers) and the sampling actually used."""
+        if not self.spec.is_ldiff or self._predictor is None:
+            return {"method": self.spec.label}
+        model = self._predictor.model
+        checkpoint = model.folder / checkpoint_file(model.checkpoint)
+        digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+        return {"method": self.spec.label, "model_folder": str(model.folder), "checkpoint": checkpoint.name,
+                "checkpoint_sha256": digest, "sampling": self._predictor.describe_sampling()}
 
     def dilation_mm(self) -> float | None:
         """The model's planned dilation radius in mm (ldiff methods, once loaded), None for classic fillers."""

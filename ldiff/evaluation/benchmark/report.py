@@ -220,6 +220,10 @@ def write_benchmark_report(result: dict[str, Any], previews: dict[str, dict], ou
         f"Command: `{result['provenance']['command']}`  ",
         f"Commit {result['provenance']['commit']}, {result['provenance']['hardware']}, {result['provenance']['date']}.",
         "",
+        *[f"- `{model['method']}`: {model['model_folder']}, {model['checkpoint']} sha256 "
+          f"{model['checkpoint_sha256'][:16]}, {model['sampling']}" for model in result.get("models", [])
+          if "checkpoint_sha256" in model],
+        "",
         f"## Transplanted lesions (truth known), scored inside the mask dilated by {settings['dilate_mm']:g} mm",
         "",
         "Every method replaces that dilated mask. Mean over cases (std in brackets). `input` is the painted scan "

@@ -255,7 +255,8 @@ def run_benchmark(cases: Sequence[BenchmarkCase], channel_names: Sequence[str] |
     quality = [key for key in rows[0] if key.startswith(("thesis_", "brats_", "lpips"))] + ["seconds"]
     result = {
         "command": command, "settings": {**asdict(settings), "dilate_mm": dilate_mm, "t1_channel": names[t1]},
-        "methods": [spec.label for spec in methods], "channels": names,
+        "methods": [spec.label for spec in methods], "models": [runner.describe() for runner in runners],
+        "channels": names,
         "cases": [r["info"] for r in results],
         "summary": summarise_rows(rows, quality),
         "real_lesions_summary": summarise_rows(real_rows, ["residual_contrast_abs_pct", "residual_contrast_signed_pct",
