@@ -258,3 +258,15 @@ def test_format_table_is_fixed_width_with_aligned_cells():
     lines = table.splitlines()
     assert len({len(line) for line in lines}) == 1 and set(lines[1]) == {"|", "-"}
     assert lines[2] == "| nawm   | 31.23 | 3 |" and lines[3] == "| ldiff  |   inf | - |"
+
+
+def test_each_image_is_read_once_and_its_grid_checked_from_the_header_first(tmp_path, monkeypatch):
+    from ldiff.evaluation import evaluate as module
+
+    reference, prediction, masks, _ = make_folders(tmp_path)
+    reads: list[str] = []
+    real_read = module.read_image
+    monkeypatch.setattr(module, "read_image", lambda path: reads.append(str(path)) or real_read(path))
+    evaluate_folder(reference, prediction, masks, lpips=False)
+    image_reads = [path for path in reads if Path(path).parent != masks]
+    assert len(image_reads) == len(set(image_reads)) == 2 * len(CHANNELS) * len(CASES)

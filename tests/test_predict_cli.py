@@ -266,3 +266,22 @@ def test_a_write_that_fails_keeps_no_part_of_the_case_and_says_which_file(tmp_pa
     monkeypatch.setattr(files, "write_image_atomic", real_write)
     run(images, tmp_path / "out", model_folder, continue_run=True)
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["case_a_0000.nii.gz", "case_a_0001.nii.gz"]
+
+
+def test_each_input_file_is_read_once(tmp_path, model_folder, monkeypatch):
+    """The up-front check keeps what it read for the prediction (within a memory budget), so nothing
+    is decompressed twice; past the budget, the files are read again rather than held."""
+    from ldiff.io import cases
+
+    images, _, _ = make_folder(tmp_path, cases=("case_a", "case_b"))
+    reads: list[str] = []
+    real_read = cases.read_image
+    monkeypatch.setattr(cases, "read_image", lambda path: reads.append(Path(path).name) or real_read(path))
+    run(images, tmp_path / "out", model_folder)
+    assert sorted(reads) == sorted(f"{case}{suffix}.nii.gz" for case in ("case_a", "case_b")
+                                   for suffix in ("_0000", "_0001", ""))
+    reads.clear()
+    monkeypatch.setattr(cases, "KEEP_CHECKED_BYTES", 0)
+    monkeypatch.setattr(cases.CheckedJobs.__init__, "__defaults__", (0, None))
+    run(images, tmp_path / "again", model_folder)
+    assert len(reads) == 12  # read to check, and again to predict

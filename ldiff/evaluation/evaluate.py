@@ -35,6 +35,7 @@ import SimpleITK as sitk
 
 from ldiff.errors import LdiffError
 from ldiff.io import Geometry, atomic_path, geometry_mismatch, read_image, save_json_atomic
+from ldiff.io.images import read_geometry
 from ldiff.io.cases import find_case_channels, nifti_ending, read_binary_mask, split_channel_name
 from ldiff.parallel import default_num_workers, map_cases
 
@@ -164,11 +165,22 @@ def iter_case_volumes(
 
 
 def check_case(case: EvaluationCase, options: EvaluationOptions) -> int:
-    """Read and check every file of ``case`` without computing metrics; returns the evaluated voxel count."""
-    voxels = 0
-    for *_, mask in iter_case_volumes(case, options):
-        voxels = int(mask.sum())
-    return voxels
+    """Check a case's grids (from the file headers, no voxels read) and its mask; returns the mask's voxel count.
+
+    The images' voxels are read once, by :func:`evaluate_case`, which also refuses NaN and constant
+    references; nothing is written before every case has been evaluated.
+    """
+    mask, case_geometry = None, None
+    for _, prediction_file, reference_file in case.channels:
+        geometry = read_geometry(reference_file)
+        if mask is None:
+            case_geometry = geometry
+            mask = read_binary_mask(case.mask_file, geometry, reference_file, "mask")
+        elif (mismatch := geometry_mismatch(case_geometry, geometry)) is not None:
+            raise LdiffError(f"{reference_file}: grid differs from the mask {case.mask_file} ({mismatch}).")
+        if (mismatch := geometry_mismatch(geometry, read_geometry(prediction_file))) is not None:
+            raise LdiffError(f"{prediction_file}: grid differs from its reference {reference_file} ({mismatch}).")
+    return int(mask.sum()) if mask is not None else 0
 
 
 def evaluate_case(case: EvaluationCase, options: EvaluationOptions) -> list[dict[str, Any]]:
@@ -277,7 +289,9 @@ def evaluate_folder(
     ``result["aggregate"]["thesis"]["psnr_in"]["mean"]``), ``aggregate_by_channel``
     (``[channel][protocol][metric]``), ``cases`` (one entry per case and channel, with a dict of values
     per protocol), ``skipped`` and ``unmatched_references``. Values are floats with ``inf``/``nan``
-    kept (the JSON file has null). Raises LdiffError, before computing anything, for bad inputs.
+    kept (the JSON file has null). Raises LdiffError for bad inputs: grids and masks before computing
+    anything (file headers only), voxel problems (NaN, a constant reference) when the case is read; in
+    every case before anything is written.
     """
     reference, prediction, masks = (Path(path).absolute() for path in (reference, prediction, masks))
     if dilate < 0:

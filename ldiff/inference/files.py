@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from ldiff.errors import LdiffError
-from ldiff.io.cases import FillJob, load_job, plan_folder, refuse_overwriting_inputs
+from ldiff.io.cases import CheckedJobs, FillJob, load_job, plan_folder, refuse_overwriting_inputs
 from ldiff.inference.model_loading import choose_model_folder
 from ldiff.inference.predictor import Predictor, SamplingOptions
 from ldiff.io import Geometry, write_image_atomic
@@ -176,9 +176,12 @@ def write_case_outputs(case: str, images: Sequence[sitk.Image], paths: Sequence[
 
 
 def predict_case(predictor: Predictor, job: FillJob, seed: int, lesion_intensity: Sequence[float | str] | None,
-                 preview: bool, progress: bool) -> list[Path]:
-    """Predict one case and write its outputs (and preview); returns the paths written."""
-    images, mask, _ = load_job(job)
+                 preview: bool, progress: bool, loaded: tuple | None = None) -> list[Path]:
+    """Predict one case and write its outputs (and preview); returns the paths written.
+
+    ``loaded``: the case's files as :func:`load_job` returns them, when already read (else read here).
+    """
+    images, mask, _ = loaded if loaded is not None else load_job(job)
     result = predictor.predict(images, mask, seed=case_seed(seed, job.case), lesion_intensity=lesion_intensity,
                                mask_name=str(job.mask_file), image_name=str(job.image_files[0]), progress=progress)
     written = write_case_outputs(job.case, result.images, outputs_of(job))
@@ -224,8 +227,9 @@ def predict_files(inputs: Sequence[str | Path], output: str | Path, model: Model
     predictor = Predictor.from_folder(folder, model.checkpoint, model.device, task=model.task, options=options)
     for job in jobs:
         check_channels(job, predictor, single)
-    for job in tqdm(jobs, desc="checking inputs", unit="case", disable=not progress or len(jobs) < 2, leave=False):
-        load_job(job)  # every file readable, one grid, binary masks: before the first write
+    # Every file readable, one grid, binary masks: before the first write (and kept, to read each file once).
+    checked = CheckedJobs(jobs, progress=lambda items: tqdm(items, desc="checking inputs", unit="case", leave=False,
+                                                          disable=not progress or len(jobs) < 2))
     # Logged only now, so that a refused run prints its one sentence and nothing else.
     logger.info("model: %s; sampling: %s", predictor.model.describe(), predictor.describe_sampling())
     task = predictor.model.task
@@ -233,5 +237,5 @@ def predict_files(inputs: Sequence[str | Path], output: str | Path, model: Model
         logger.warning("--lesion-intensity is for uncond_synth models; ignored for this %s model.", task.name)
     written: list[Path] = []
     for job in tqdm(jobs, desc="predicting", unit="case", disable=not progress):
-        written.extend(predict_case(predictor, job, seed, lesion_intensity, preview, progress))
+        written.extend(predict_case(predictor, job, seed, lesion_intensity, preview, progress, checked.take(job)))
     return written

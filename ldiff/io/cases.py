@@ -167,6 +167,39 @@ def load_job(job: FillJob) -> tuple[list[sitk.Image], np.ndarray, np.ndarray | N
     return images, lesions, wm
 
 
+# Cases read for the up-front check are kept for the real pass while they fit in this many bytes, so
+# each file is read once in the usual runs (one case, or a few); beyond it they are read again.
+KEEP_CHECKED_BYTES = 2 * 2**30
+
+
+class CheckedJobs:
+    """Reads and checks every job before anything is written, then hands each job's files out once.
+
+    ``progress``: a tqdm-style wrapper (or None) for the checking loop. :meth:`take` returns what
+    :func:`load_job` returns, from memory when the check kept it (at most ``keep_bytes`` of voxels),
+    else read again.
+    """
+
+    def __init__(self, jobs: Sequence[FillJob], keep_bytes: int = KEEP_CHECKED_BYTES, progress=None) -> None:
+        self._kept: dict[str, tuple[list[sitk.Image], np.ndarray, np.ndarray | None]] = {}
+        held = 0
+        for job in (progress(jobs) if progress else jobs):
+            loaded = load_job(job)
+            size = sum(_image_bytes(image) for image in loaded[0]) + loaded[1].nbytes
+            if held + size <= keep_bytes:
+                self._kept[job.case] = loaded
+                held += size
+
+    def take(self, job: FillJob) -> tuple[list[sitk.Image], np.ndarray, np.ndarray | None]:
+        kept = self._kept.pop(job.case, None)
+        return kept if kept is not None else load_job(job)
+
+
+def _image_bytes(image: sitk.Image) -> int:
+    return int(np.prod(image.GetSize())) * image.GetNumberOfComponentsPerPixel() * \
+        int(np.dtype(sitk.GetArrayViewFromImage(image).dtype).itemsize)
+
+
 def cast_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``values`` in ``dtype``: integers rounded half to even and clipped to the type's range."""
     dtype = np.dtype(dtype)

@@ -91,6 +91,24 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
     return image
 
 
+def read_geometry(path: str | os.PathLike) -> Geometry:
+    """The grid of a 3D image from its header alone (no voxels are decompressed); one sentence on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise LdiffError(f"{path}: file not found.")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+        raise LdiffError(f"{path}: cannot be read as an image (not NIfTI?): {first_line}") from None
+    if reader.GetDimension() != 3:
+        raise LdiffError(f"{path}: is {reader.GetDimension()}D, but ldiff needs 3D volumes.")
+    return Geometry(tuple(int(v) for v in reader.GetSize()), tuple(float(v) for v in reader.GetSpacing()),
+                    tuple(float(v) for v in reader.GetOrigin()), tuple(float(v) for v in reader.GetDirection()))
+
+
 def stored_voxel_problem(path: str | os.PathLike) -> str | None:
     """Check the voxels stored in a NIfTI file independently of SimpleITK; None when they are sound.
 

@@ -26,7 +26,8 @@ import SimpleITK as sitk
 from ldiff.errors import LdiffError
 from ldiff.evaluation.classic.dispatch import CLASSIC_METHODS, classic_fill
 from ldiff.io import Geometry, array_to_image, write_image_atomic
-from ldiff.io.cases import FillJob, cast_to_dtype, load_job, plan_folder, plan_single, refuse_overwriting_inputs
+from ldiff.io.cases import (CheckedJobs, FillJob, cast_to_dtype, load_job, plan_folder, plan_single,
+                            refuse_overwriting_inputs)
 
 logger = logging.getLogger("ldiff")
 
@@ -37,9 +38,13 @@ def case_seed(seed: int, case: str, channel: int) -> list[int]:
     return [seed, zlib.crc32(case.encode("utf-8")), channel]
 
 
-def fill_job(job: FillJob, dilate: int, seed: int, method_options: dict[str, dict]) -> list[Path]:
-    """Fill every channel of ``job`` with every method; returns the paths written."""
-    images, lesions, wm = load_job(job)
+def fill_job(job: FillJob, dilate: int, seed: int, method_options: dict[str, dict], loaded: tuple | None = None
+             ) -> list[Path]:
+    """Fill every channel of ``job`` with every method; returns the paths written.
+
+    ``loaded``: the job's files as :func:`load_job` returns them, when already read (else read here).
+    """
+    images, lesions, wm = loaded if loaded is not None else load_job(job)
     spacing = images[0].GetSpacing()
     if dilate > 0:
         from ldiff.masks.morphology import dilate_mask
@@ -101,9 +106,8 @@ def fill_classic_files(
     else:
         raise LdiffError(f"{input_path}: input not found.")
     refuse_overwriting_inputs(input_path, output_path, jobs)
-    for job in jobs:  # every check before the first write
-        load_job(job)
+    checked = CheckedJobs(jobs)  # every check before the first write; each file is read once
     written = []
     for job in tqdm(jobs, desc="classic fill", unit="case", disable=not progress):
-        written.extend(fill_job(job, dilate, seed, method_options or {}))
+        written.extend(fill_job(job, dilate, seed, method_options or {}, checked.take(job)))
     return written
