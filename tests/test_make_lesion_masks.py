@@ -13,9 +13,9 @@ from scipy import ndimage
 
 from conftest import phantom_case, write_nifti
 from ldiff.errors import LdiffError
-from ldiff.inference.lesion_mask_files import MaskRequest, load_lesion_library, make_lesion_masks
-from ldiff.inference.lesion_masks import propose_lesion_mask
-from ldiff.inference.target_anatomy import anatomy_from_t1, anatomy_from_tissue
+from ldiff.masks.lesion_mask_files import MaskRequest, load_lesion_library, make_lesion_masks
+from ldiff.masks.lesion_masks import propose_lesion_mask
+from ldiff.masks.target_anatomy import anatomy_from_t1, anatomy_from_tissue
 from ldiff.io import Geometry
 from ldiff.masks import LesionLibrary, label_components
 
@@ -231,7 +231,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 def test_cli_defaults_are_the_library_defaults():
     from ldiff.cli.make_lesion_masks import build_parser
-    from ldiff.inference import lesion_masks
+    from ldiff.masks import lesion_masks
 
     arguments = build_parser().parse_args(["-i", "in.nii.gz", "-o", "out.nii.gz"])
     assert tuple(arguments.radius_mm) == lesion_masks.DEFAULT_RADIUS_MM

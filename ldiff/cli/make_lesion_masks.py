@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ldiff.cli.common import run_command
 
-# Literal copies of ldiff.inference.lesion_masks' defaults, so that --help needs no scipy import.
+# Literal copies of ldiff.masks.lesion_masks' defaults, so that --help needs no scipy import.
 _DEFAULT_COUNT = 10
 _DEFAULT_RADIUS_MM = (1.5, 6.0)
 _DEFAULT_PERIVENTRICULAR_MM = 10.0
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     arguments = build_parser().parse_args(argv)
 
     def work() -> None:
-        from ldiff.inference.lesion_mask_files import MaskRequest, make_lesion_masks
+        from ldiff.masks.lesion_mask_files import MaskRequest, make_lesion_masks
 
         request = MaskRequest(
             count=arguments.count, load_ml=arguments.load, seed=arguments.seed,

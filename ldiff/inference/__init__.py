@@ -2,7 +2,7 @@
 
 ``from ldiff.inference import Predictor`` is the Python API (see :mod:`ldiff.inference.predictor`);
 :func:`predict_files` is what ``ldiff_predict`` runs. The names are imported on first use, so that
-modules of this package that need no torch (e.g. lesion-mask proposal) do not pay for it.
+importing one module does not import them all.
 """
 from __future__ import annotations
 

@@ -30,10 +30,10 @@ import SimpleITK as sitk
 
 from ldiff import paths
 from ldiff.errors import LdiffError
-from ldiff.inference.lesion_masks import DEFAULT_COUNT, DEFAULT_PERIVENTRICULAR_MM, DEFAULT_RADIUS_MM, \
+from ldiff.masks.lesion_masks import DEFAULT_COUNT, DEFAULT_PERIVENTRICULAR_MM, DEFAULT_RADIUS_MM, \
     lesion_load_ml, propose_lesion_mask
-from ldiff.inference.mask_transfer import RegistrationSettings, transfer_mask
-from ldiff.inference.target_anatomy import TargetAnatomy, anatomy_from_t1, anatomy_from_tissue
+from ldiff.masks.mask_transfer import RegistrationSettings, transfer_mask
+from ldiff.masks.target_anatomy import TargetAnatomy, anatomy_from_t1, anatomy_from_tissue
 from ldiff.io import Geometry, geometry_mismatch, load_json, read_image, save_json_atomic, write_image_atomic
 from ldiff.masks import LesionLibrary, label_components
 from ldiff.preprocessing.orientation import Reorientation, reorient_to_canonical, restore_orientation

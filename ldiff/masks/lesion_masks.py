@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from ldiff.inference.target_anatomy import TargetAnatomy
+from ldiff.masks.target_anatomy import TargetAnatomy
 from ldiff.masks import LesionLibrary, Placement, ShapePlacer, periventricular_weights, random_ellipsoid
 
 logger = logging.getLogger("ldiff")
