@@ -235,7 +235,7 @@ def test_a_model_of_another_task_is_refused(tmp_path, model_folder):
 
 # ---- the files are what the library computes, and a failed write keeps nothing half-done ----------------
 def test_written_files_are_bit_identical_to_the_predictor_output(tmp_path, model_folder):
-    from ldiff.inference.files import case_seed
+    from ldiff.io.cases import case_seed
     from ldiff.inference.predictor import Predictor
 
     images, _, lesions = make_folder(tmp_path, cases=("case_a", "case_b"))

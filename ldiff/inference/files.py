@@ -23,7 +23,6 @@ the cases are split.
 from __future__ import annotations
 
 import logging
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -32,12 +31,11 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from ldiff.errors import LdiffError
-from ldiff.io.cases import CheckedJobs, FillJob, load_job, plan_folder, refuse_overwriting_inputs
+from ldiff.io.cases import CheckedJobs, FillJob, case_seed, load_job, plan_folder, refuse_overwriting_inputs
 from ldiff.inference.model_loading import choose_model_folder
 from ldiff.inference.predictor import Predictor, SamplingOptions
 from ldiff.io import Geometry, write_image_atomic
 from ldiff.io.cases import nifti_ending, split_channel_name
-from ldiff.seeds import keyed_seed
 
 logger = logging.getLogger("ldiff")
 
@@ -147,11 +145,6 @@ def check_channels(job: FillJob, predictor: Predictor, single: bool) -> None:
     if len(job.image_files) != count:
         raise LdiffError(f"{job.image_files[-1]}: case {job.case} has {len(job.image_files)} channels but the model "
                          f"{model.folder} expects {expected}; move the extra files away or choose another model.")
-
-
-def case_seed(seed: int, case: str) -> int:
-    """The case's seed: depends on the run's seed and the case name only, not on the other cases."""
-    return keyed_seed(seed, zlib.crc32(case.encode("utf-8")))
 
 
 def write_case_outputs(case: str, images: Sequence[sitk.Image], paths: Sequence[Path]) -> list[Path]:

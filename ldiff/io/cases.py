@@ -9,6 +9,7 @@ their masks here, so they agree on what a case is.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -165,6 +166,16 @@ def load_job(job: FillJob) -> tuple[list[sitk.Image], np.ndarray, np.ndarray | N
     lesions = read_binary_mask(job.mask_file, reference, job.image_files[0], "lesion mask")
     wm = None if job.wm_file is None else read_binary_mask(job.wm_file, reference, job.image_files[0], "WM mask")
     return images, lesions, wm
+
+
+def case_seed(seed: int, case: str, *keys: int) -> int:
+    """The seed of one case (and optional further keys, e.g. a channel): a function of the run's seed and
+    the case's name only, so a case's random draws do not depend on which other cases a run holds or
+    how the run is split. Every command that draws per case (prediction, classic fillers, lesion masks,
+    benchmarks) uses it."""
+    from ldiff.seeds import keyed_seed
+
+    return keyed_seed(seed, zlib.crc32(case.encode("utf-8")), *keys)
 
 
 # Cases read for the up-front check are kept for the real pass while they fit in this many bytes, so

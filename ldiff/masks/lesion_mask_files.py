@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 import zipfile
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from ldiff.masks.lesion_masks import DEFAULT_COUNT, DEFAULT_PERIVENTRICULAR_MM, 
     lesion_load_ml, propose_lesion_mask
 from ldiff.masks.mask_transfer import RegistrationSettings, transfer_mask
 from ldiff.masks.target_anatomy import TargetAnatomy, anatomy_from_t1, anatomy_from_tissue
+from ldiff.io.cases import case_seed
 from ldiff.io import Geometry, geometry_mismatch, load_json, read_image, save_json_atomic, write_image_atomic
 from ldiff.masks import LesionLibrary, label_components
 from ldiff.preprocessing.orientation import Reorientation, reorient_to_canonical, restore_orientation
@@ -192,11 +192,6 @@ def load_lesion_library(source: str) -> LesionLibrary:
     if library is None or len(library) == 0:
         raise LdiffError(f"{path}: the lesion library holds no lesion shapes.")
     return library
-
-
-def case_seed(seed: int, case: str) -> int:
-    """The seed of one case's random stream, from the run's seed and the case id (a uint32)."""
-    return int(np.random.SeedSequence([seed, zlib.crc32(case.encode("utf-8"))]).generate_state(1)[0])
 
 
 def load_target(job: MaskJob) -> tuple[sitk.Image, Reorientation, TargetAnatomy]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -28,6 +27,7 @@ import SimpleITK as sitk
 from ldiff.errors import LdiffError
 from ldiff.evaluation.classic import CLASSIC_METHODS, classic_fill
 from ldiff.io import Geometry, array_to_image
+from ldiff.io.cases import case_seed
 from ldiff.io.model_files import checkpoint_file
 
 LDIFF = "ldiff"
@@ -147,10 +147,10 @@ class MethodRunner:
             predictor = self.predictor(len(channels))
             sitk_images = [array_to_image(np.ascontiguousarray(images[c], dtype=np.float32), geometry)
                            for c in channels]
-            seed_value = int(zlib.crc32(f"{seed}/{case}".encode()))
+            seed_value = case_seed(seed, case)
             result = predictor.predict(sitk_images, mask, seed=seed_value)
             filled = {c: sitk.GetArrayFromImage(image).astype(np.float64) for c, image in zip(channels, result.images)}
         else:
             filled = {c: classic_fill(images[c], region, self.spec.classic, geometry.spacing,
-                                      [seed, zlib.crc32(case.encode()), c], wm) for c in channels}
+                                      case_seed(seed, case, c), wm) for c in channels}
         return filled, time.perf_counter() - start

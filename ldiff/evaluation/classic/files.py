@@ -18,7 +18,6 @@ type's range (a Gaussian draw can exceed e.g. 255 in a uint8 image).
 from __future__ import annotations
 
 import logging
-import zlib
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -26,16 +25,10 @@ import SimpleITK as sitk
 from ldiff.errors import LdiffError
 from ldiff.evaluation.classic.dispatch import CLASSIC_METHODS, classic_fill
 from ldiff.io import Geometry, array_to_image, write_image_atomic
-from ldiff.io.cases import (CheckedJobs, FillJob, cast_to_dtype, load_job, plan_folder, plan_single,
+from ldiff.io.cases import (CheckedJobs, FillJob, case_seed, cast_to_dtype, load_job, plan_folder, plan_single,
                             refuse_overwriting_inputs)
 
 logger = logging.getLogger("ldiff")
-
-
-def case_seed(seed: int, case: str, channel: int) -> list[int]:
-    """Seed of one case and channel: reproducible whatever other cases the folder holds, and different
-    across channels so that the random fills of T1 and FLAIR are not the same noise pattern."""
-    return [seed, zlib.crc32(case.encode("utf-8")), channel]
 
 
 def fill_job(job: FillJob, dilate: int, seed: int, method_options: dict[str, dict], loaded: tuple | None = None
