@@ -20,7 +20,6 @@ from ldiff.diffusion import (
     NoiseSchedule,
     RePaintSampler,
     build_sampler,
-    conditional_inpaint,
     paint_coarse_lesion,
     renoise,
     resolve_t0,
@@ -99,7 +98,7 @@ def box_mask(shape, low: int, high: int) -> torch.Tensor:
 ], ids=["ddim", "ddpm", "dpm_solver"])
 @pytest.mark.parametrize("shape", [(2, 2, 12, 12), (1, 1, 4, 8, 8)], ids=["2d", "p3d"])
 @pytest.mark.parametrize("replace_known", [False, True])
-def test_conditional_inpaint_recovers_x0_inside_and_pastes_back_outside(prediction_type, make_sampler, shape, replace_known):
+def test_inpainting_with_a_conditional_model_recovers_x0_inside_and_pastes_back_outside(prediction_type, make_sampler, shape, replace_known):
     schedule = NoiseSchedule(prediction_type=prediction_type)
     x0 = random_image(shape, seed=1)
     mask = box_mask(shape, 2, 6)
@@ -109,13 +108,13 @@ def test_conditional_inpaint_recovers_x0_inside_and_pastes_back_outside(predicti
     # The model believes in another image outside the mask, as a conditional net that regenerates
     # the whole slice does: only the paste-back can make the outside equal the known image.
     believed = torch.where(inside, x0, x0.flip(-1))
-    result = conditional_inpaint(make_sampler(schedule), oracle(schedule, believed), known, mask,
+    result = make_sampler(schedule).inpaint(oracle(schedule, believed), known, mask,
                                  torch.Generator().manual_seed(0), replace_known=replace_known)
     assert torch.equal(result[~inside], known[~inside])
     torch.testing.assert_close(result[inside], x0[inside], rtol=0, atol=2e-5)
 
 
-def test_conditional_inpaint_is_reproducible_and_replacement_feeds_the_noised_known_image():
+def test_inpainting_with_a_conditional_model_is_reproducible_and_replacement_feeds_the_noised_known_image():
     schedule = NoiseSchedule()
     shape = (1, 1, 64, 64)
     known, mask = random_image(shape, seed=2), box_mask(shape, 20, 44)
@@ -126,7 +125,7 @@ def test_conditional_inpaint_is_reproducible_and_replacement_feeds_the_noised_kn
         return torch.zeros_like(x_t)
 
     sampler = DDIMSampler(schedule, 8, eta=0.5)
-    runs = [conditional_inpaint(sampler, model_fn, known, mask, torch.Generator().manual_seed(seed), replace_known=True)
+    runs = [sampler.inpaint(model_fn, known, mask, torch.Generator().manual_seed(seed), replace_known=True)
             for seed in (3, 3, 4)]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
     outside = ~mask.bool()
@@ -136,8 +135,8 @@ def test_conditional_inpaint_is_reproducible_and_replacement_feeds_the_noised_kn
         assert abs(residual.mean().item()) < 0.05 and residual.std().item() == pytest.approx(1.0, rel=0.05)
     # Without replacement the first input is plain noise, whatever the known image.
     seen.clear()
-    conditional_inpaint(sampler, model_fn, known, mask, torch.Generator().manual_seed(3), replace_known=False)
-    conditional_inpaint(sampler, model_fn, -known, mask, torch.Generator().manual_seed(3), replace_known=False)
+    sampler.inpaint(model_fn, known, mask, torch.Generator().manual_seed(3), replace_known=False)
+    sampler.inpaint(model_fn, -known, mask, torch.Generator().manual_seed(3), replace_known=False)
     assert torch.equal(seen[0][0], seen[8][0])
 
 
@@ -226,7 +225,7 @@ def test_repaint_without_resampling_is_replacement_inpainting():
     known, mask = random_image(shape, seed=8), box_mask(shape, 3, 7)
     model_fn = lambda x, t: 0.3 * x + 0.1  # noqa: E731
     repaint = RePaintSampler(schedule, 15, jump_length=4, num_resamplings=1, eta=1.0)
-    replaced = conditional_inpaint(DDIMSampler(schedule, 15, eta=1.0), model_fn, known, mask,
+    replaced = DDIMSampler(schedule, 15, eta=1.0).inpaint(model_fn, known, mask,
                                    torch.Generator().manual_seed(9), replace_known=True)
     torch.testing.assert_close(repaint.sample(model_fn, known, mask, torch.Generator().manual_seed(9)), replaced)
 

@@ -19,7 +19,6 @@ from ldiff.training.ema import ExponentialMovingAverage
 from ldiff.training.lr_schedule import WarmupCosineSchedule, warmup_cosine_factor
 from ldiff.training.progress import TrainingLog
 from ldiff.training.trainer import diffusion_loss, keyed_noise_and_timesteps
-from ldiff.diffusion.inpainting import conditional_inpaint
 from ldiff.training.validation import masked_psnr, masked_ssim
 
 
@@ -228,7 +227,7 @@ def test_replacement_inpainting_keeps_the_known_region_and_changes_the_mask():
         seen.append((int(timesteps[0]), x.clone()))
         return torch.zeros_like(x)
 
-    result = conditional_inpaint(sampler, model_fn, image, mask, torch.Generator().manual_seed(0))  # replacement by default
+    result = sampler.inpaint(model_fn, image, mask, torch.Generator().manual_seed(0))  # replacement by default
     assert torch.equal(result[:, :, known], image[:, :, known])
     assert not torch.allclose(result[:, :, ~known], image[:, :, ~known])
     assert [t for t, _ in seen] == sampler.timesteps

@@ -1,7 +1,10 @@
 """Noise schedules and reverse-process samplers; see ``schedule.py`` and ``samplers.py``.
 
-Inpainting (``inpainting.py``: conditional models; ``repaint.py``: RePaint for unconditional ones),
-partial-noising lesion synthesis (``synthesis.py``) and DPM-Solver++ (``dpm_solver.py``) build on them.
+Every sampler runs the one sampling loop of ``walk.py``: from noise (``Sampler.sample``), or inpainting
+a mask (``Sampler.inpaint``: the known region replaced by the noised truth, pasted back at the end).
+DDPM and DDIM (``samplers.py``), DPM-Solver++ (``dpm_solver.py``) and RePaint (``repaint.py``: a DDIM
+sampler whose walk jumps back, for unconditional models) differ only in their moves and update rule;
+partial-noising lesion synthesis (``synthesis.py``) builds on RePaint.
 """
 from ldiff.diffusion.samplers import (
     DDIMSampler,
@@ -13,7 +16,7 @@ from ldiff.diffusion.samplers import (
 )
 from ldiff.diffusion.schedule import DEFAULT_SCHEDULE_CONFIG, NoiseSchedule
 from ldiff.diffusion.dpm_solver import DPMSolverSampler
-from ldiff.diffusion.inpainting import conditional_inpaint, paste_back, renoise, validate_mask
+from ldiff.diffusion.walk import noise_known_region, paste_back, renoise, run_walk, validate_mask
 from ldiff.diffusion.repaint import RePaintSampler
 from ldiff.diffusion.synthesis import (
     PARTIAL_NOISING_DEFAULTS,
@@ -33,7 +36,8 @@ __all__ = [
     "Sampler",
     "SamplerStepOutput",
     "build_sampler",
-    "conditional_inpaint",
+    "noise_known_region",
+    "run_walk",
     "paint_coarse_lesion",
     "paste_back",
     "renoise",

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from ldiff.diffusion.samplers import FINAL_TIMESTEP, ModelFn, Sampler, SamplerStepOutput
+from ldiff.diffusion.samplers import FINAL_TIMESTEP, Sampler, SamplerStepOutput
 from ldiff.diffusion.schedule import NoiseSchedule
 
 SOLVER_ORDERS = (1, 2)
@@ -136,17 +136,3 @@ class DPMSolverSampler(Sampler):
         # -expm1(-h) = 1 - exp(-h) without cancellation for the small h of fine grids.
         prev_sample = (sigma_prev / sigma) * x_t + math.sqrt(alpha_bar_prev) * -math.expm1(-h) * data_estimate
         return SamplerStepOutput(prev_sample=prev_sample, pred_x0=pred_x0)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        model_fn: ModelFn,
-        shape: Sequence[int],
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        x_start: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """As :meth:`Sampler.sample`, starting from a clean history."""
-        self.reset()
-        return super().sample(model_fn, shape, generator, device, dtype, x_start)

@@ -12,7 +12,7 @@ The walk over the timestep grid (DDIM-spaced, or every training step for DDPM):
 - jump points are the positions ``N, N - j, N - 2j, ...`` (counted back from the clean end, as in
   the original code) from which a jump of ``j = jump_length`` positions stays inside the walk;
 - a down move is one network call; a jump up is one multi-step re-noising
-  (:func:`~ldiff.diffusion.inpainting.renoise`) over ``j`` positions.
+  (:func:`~ldiff.diffusion.walk.renoise`) over ``j`` positions.
 
 Network calls for a walk of ``n`` steps: ``n + floor(n / j) * (num_resamplings - 1) * j``; the thesis
 setting (50 steps, jump 8, 10 resamplings) gives ``50 + 6 * 9 * 8 = 482``. The original code also
@@ -25,16 +25,16 @@ from typing import Any
 
 import torch
 
-from ldiff.diffusion.inpainting import noise_known_region, paste_back, renoise, validate_mask
-from ldiff.diffusion.samplers import FINAL_TIMESTEP, DDIMSampler, ModelFn, standard_normal_like
+from ldiff.diffusion.samplers import DDIMSampler
 from ldiff.diffusion.schedule import NoiseSchedule
-
-# (t_from, t_to): t_to < t_from is a reverse step (one network call), t_to > t_from a re-noising.
-Move = tuple[int, int]
+from ldiff.diffusion.walk import FINAL_TIMESTEP, ModelFn, Move, paste_back, run_walk, standard_normal_like, validate_mask
 
 
-class RePaintSampler:
-    """RePaint over a DDIM-spaced grid; configured by a JSON-able dict like the other samplers.
+class RePaintSampler(DDIMSampler):
+    """RePaint over a DDIM-spaced grid: a DDIM sampler whose walk jumps back; configured by a JSON-able dict.
+
+    Its reverse step is DDIM's (eta 1 by default: a respaced DDPM step); :meth:`moves` adds the jumps,
+    and :meth:`inpaint` runs the one sampling loop (:func:`~ldiff.diffusion.walk.run_walk`) over them.
 
     Args:
         schedule: the noise schedule the unconditional network was trained with.
@@ -67,22 +67,11 @@ class RePaintSampler:
             raise ValueError(f"jump_length must be a positive integer or null, got {jump_length!r}.")
         if isinstance(num_resamplings, bool) or not isinstance(num_resamplings, int) or num_resamplings < 1:
             raise ValueError(f"num_resamplings must be an integer >= 1, got {num_resamplings!r}.")
-        self.schedule = schedule
+        super().__init__(schedule, num_inference_steps, spacing, eta=eta, clip_sample=clip_sample)
         self.jump_length = jump_length
         self.num_resamplings = num_resamplings
-        # The reverse step of RePaint is a plain DDIM / respaced-DDPM step: reuse it, do not copy it.
-        self.reverse = DDIMSampler(schedule, num_inference_steps, spacing, eta=eta, clip_sample=clip_sample)
 
     # ----------------------------------------------------------------------------------- config
-    @property
-    def timesteps(self) -> list[int]:
-        """The DDIM grid, descending; ``-1`` (clean) follows the last one."""
-        return self.reverse.timesteps
-
-    @property
-    def num_inference_steps(self) -> int:
-        return self.reverse.num_inference_steps
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-able settings (not the schedule) that :meth:`from_dict` turns back into this sampler."""
         return {
@@ -90,9 +79,9 @@ class RePaintSampler:
             "num_inference_steps": self.num_inference_steps,
             "jump_length": self.jump_length,
             "num_resamplings": self.num_resamplings,
-            "spacing": self.reverse.spacing,
-            "eta": self.reverse.eta,
-            "clip_sample": self.reverse.clip_sample,
+            "spacing": self.spacing,
+            "eta": self.eta,
+            "clip_sample": self.clip_sample,
         }
 
     @classmethod
@@ -130,7 +119,7 @@ class RePaintSampler:
             return [FINAL_TIMESTEP]
         return [start_timestep, *(t for t in self.timesteps if t < start_timestep), FINAL_TIMESTEP]
 
-    def moves(self, start_timestep: int | None = None) -> list[Move]:
+    def moves(self, start_timestep: int | None = None) -> list[Move]:  # type: ignore[override]
         """Every move of the walk in order, as ``(t_from, t_to)``; see the module docstring."""
         levels = self.levels(start_timestep)
         steps = len(levels) - 1
@@ -162,7 +151,7 @@ class RePaintSampler:
 
     # ----------------------------------------------------------------------------------- sampling
     @torch.no_grad()
-    def sample(
+    def inpaint(  # type: ignore[override]
         self,
         model_fn: ModelFn,
         known_image: torch.Tensor,
@@ -192,21 +181,16 @@ class RePaintSampler:
         """
         mask = validate_mask(mask, known_image)
         moves = self.moves(start_timestep)
-        if not moves:
+        if not moves:  # start at the clean image: nothing to sample
             x = known_image if x_start is None else x_start.to(device=known_image.device, dtype=known_image.dtype)
             return paste_back(x, known_image, mask)
         if x_start is None:
             x = standard_normal_like(known_image, generator)
         else:
             x = x_start.to(device=known_image.device, dtype=known_image.dtype)
-        x = paste_back(x, noise_known_region(self.schedule, known_image, moves[0][0], generator), mask)
-        for t_from, t_to in moves:
-            if t_to > t_from:
-                x = renoise(self.schedule, x, t_from, t_to, generator)
-                continue
-            timesteps = torch.full((x.shape[0],), t_from, dtype=torch.long, device=x.device)
-            model_output = model_fn(x, timesteps).to(x.dtype)
-            unknown = self.reverse.step(model_output, t_from, t_to, x, generator).prev_sample
-            x = paste_back(unknown, noise_known_region(self.schedule, known_image, t_to, generator), mask)
-        # The walk ends at t = -1, where the merge above already put the known image back.
-        return x
+        return run_walk(self._step, self.schedule, model_fn, moves, x, generator, known_image, mask)
+
+    def sample(self, model_fn: ModelFn, known_image: torch.Tensor, mask: torch.Tensor,  # type: ignore[override]
+               generator: torch.Generator | None = None, **keywords) -> torch.Tensor:
+        """RePaint always inpaints: the same as :meth:`inpaint`."""
+        return self.inpaint(model_fn, known_image, mask, generator, **keywords)

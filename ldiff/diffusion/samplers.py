@@ -12,16 +12,21 @@ the network output for ``x_t`` (a closure that concatenates the voided image and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
 from ldiff.diffusion.schedule import NoiseSchedule
+from ldiff.diffusion.walk import (  # noqa: F401  (FINAL_TIMESTEP, ModelFn: re-exported)
+    FINAL_TIMESTEP,
+    Move,
+    ModelFn,
+    run_walk,
+    standard_normal_like,
+    validate_mask,
+)
 
 TIMESTEP_SPACINGS = ("leading", "trailing")
-FINAL_TIMESTEP = -1
-
-ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def spaced_timesteps(num_train_timesteps: int, num_inference_steps: int, spacing: str = "trailing") -> list[int]:
@@ -47,17 +52,6 @@ def spaced_timesteps(num_train_timesteps: int, num_inference_steps: int, spacing
         round(num_train_timesteps * (num_inference_steps - index) / num_inference_steps) - 1
         for index in range(num_inference_steps)
     ]
-
-
-def standard_normal_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise shaped like ``x``, drawn on the generator's device then moved to ``x``'s.
-
-    Drawing on the generator's device makes a seeded CPU generator give the same noise whether the
-    model runs on a CPU or a GPU.
-    """
-    device = generator.device if generator is not None else x.device
-    noise = torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32)
-    return noise.to(device=x.device, dtype=x.dtype)
 
 
 @dataclass
@@ -142,6 +136,17 @@ class Sampler:
         """One reverse update from ``x_t`` to ``x_{t_prev}``; ``model_output`` has the shape of ``x_t``."""
         raise NotImplementedError
 
+    def reset(self) -> None:
+        """Forget any state kept between steps (multistep solvers); called at the start of every walk."""
+
+    def moves(self) -> list[Move]:
+        """The walk: one reverse move ``(t, t_prev)`` per step (RePaint adds jumps back)."""
+        return self.timestep_pairs()
+
+    def _step(self, model_output: torch.Tensor, t: int, t_prev: int, x_t: torch.Tensor,
+              generator: torch.Generator | None) -> torch.Tensor:
+        return self.step(model_output, t, t_prev, x_t, generator).prev_sample
+
     @torch.no_grad()
     def sample(
         self,
@@ -152,7 +157,7 @@ class Sampler:
         dtype: torch.dtype = torch.float32,
         x_start: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Run the whole reverse process.
+        """Run the whole reverse process from noise.
 
         Args:
             model_fn: ``model_fn(x_t, timesteps)`` with ``x_t`` of ``shape`` and ``timesteps`` a long tensor
@@ -168,11 +173,38 @@ class Sampler:
         """
         x = torch.empty(tuple(shape), device=device, dtype=dtype)
         x = standard_normal_like(x, generator) if x_start is None else x_start.to(device=device, dtype=dtype)
-        for t, t_prev in self.timestep_pairs():
-            timesteps = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-            model_output = model_fn(x, timesteps).to(dtype)
-            x = self.step(model_output, t, t_prev, x, generator).prev_sample
-        return x
+        self.reset()
+        return run_walk(self._step, self.schedule, model_fn, self.moves(), x, generator)
+
+    @torch.no_grad()
+    def inpaint(
+        self,
+        model_fn: ModelFn,
+        known_image: torch.Tensor,
+        mask: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        x_start: torch.Tensor | None = None,
+        replace_known: bool = True,
+    ) -> torch.Tensor:
+        """Paint ``mask`` in ``known_image`` (both ``(B, ...)``, see :func:`~ldiff.diffusion.walk.validate_mask`).
+
+        The walk of :meth:`sample`, with the known region of ``x_t`` replaced by the known image noised
+        to ``t`` before every network call (``replace_known``) and pasted back exactly at the end. For a
+        conditional model the conditioning is the caller's business (``model_fn`` closes over it).
+
+        Returns:
+            ``(B, C, ...)`` in ``known_image``'s dtype: the sample inside the mask, ``known_image``
+            exactly outside.
+        """
+        mask = validate_mask(mask, known_image)
+        if x_start is None:
+            x = standard_normal_like(known_image, generator)
+        else:
+            x = x_start.to(device=known_image.device, dtype=known_image.dtype)
+        self.reset()
+        return run_walk(self._step, self.schedule, model_fn, self.moves(), x, generator, known_image, mask,
+                        replace_known)
 
 
 class DDIMSampler(Sampler):

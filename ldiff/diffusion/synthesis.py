@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from ldiff.diffusion.inpainting import paste_back, validate_mask
+from ldiff.diffusion.walk import paste_back, validate_mask
 from ldiff.diffusion.repaint import RePaintSampler
 from ldiff.diffusion.samplers import FINAL_TIMESTEP, ModelFn, standard_normal_like
 

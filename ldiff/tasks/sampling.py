@@ -55,9 +55,7 @@ class ConditionalTask(Task):
 
     def sample(self, sampler: Any, model_fn: Callable, known: Any, mask: Any, generator: Any,
                t0: int | float | None = None) -> Any:
-        from ldiff.diffusion import conditional_inpaint
-
-        return conditional_inpaint(sampler, model_fn, known, mask, generator)
+        return sampler.inpaint(model_fn, known, mask, generator)
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ class RePaintFillTask(_RePaintTask):
 
     def sample(self, sampler: Any, model_fn: Callable, known: Any, mask: Any, generator: Any,
                t0: int | float | None = None) -> Any:
-        return sampler.sample(model_fn, known, mask, generator)
+        return sampler.inpaint(model_fn, known, mask, generator)
 
 
 @dataclass(frozen=True)

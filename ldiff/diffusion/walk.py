@@ -1,22 +1,47 @@
-"""Inpainting with a conditional model, and the mask, noising and paste-back pieces every inpainter shares.
+"""The one sampling loop of ldiff, and the pieces every sampler and inpainter shares.
 
-Conventions (as in :mod:`ldiff.tasks`):
+Every way ldiff samples is a walk over timesteps (:func:`run_walk`): plain sampling from noise
+(DDPM, DDIM, DPM-Solver++), inpainting with a conditional model (the known region replaced by the
+noised truth after every step), and RePaint (the same replacement, plus jumps back up the noise
+levels). The samplers differ only in their moves and in their reverse update (``step``).
+
+Conventions:
 
 - images are ``(B, C, H, W)`` or ``(B, C, D, H, W)`` in ``[-1, 1]``;
 - a mask is ``(B, 1, ...)`` (or ``(1, 1, ...)`` for the whole batch) with values 0 and 1, ``1`` marking
   the region to paint (the unknown region) and ``0`` the known region; it broadcasts over channels;
-- ``t = -1`` is the clean image (``abar = 1``), as in :mod:`ldiff.diffusion.samplers`.
+- ``t = -1`` (:data:`FINAL_TIMESTEP`) is the clean image (``abar = 1``).
 
 The reference thesis regenerated whole slices with its conditional models and never pasted the
-known region back, so voxels outside the mask changed. Every inpainter here ends with
+known region back, so voxels outside the mask changed. A walk with a known image ends with
 :func:`paste_back`, which makes the result equal the known image bit for bit outside the mask.
 """
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import torch
 
-from ldiff.diffusion.samplers import FINAL_TIMESTEP, ModelFn, Sampler, standard_normal_like
 from ldiff.diffusion.schedule import NoiseSchedule
+
+FINAL_TIMESTEP = -1
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# (t_from, t_to): t_to < t_from is a reverse step (one network call), t_to > t_from a re-noising jump.
+Move = tuple[int, int]
+# step(model_output, t, t_prev, x_t, generator) -> x_{t_prev}
+StepFn = Callable[[torch.Tensor, int, int, torch.Tensor, "torch.Generator | None"], torch.Tensor]
+
+
+def standard_normal_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, drawn on the generator's device then moved to ``x``'s.
+
+    Drawing on the generator's device makes a seeded CPU generator give the same noise whether the
+    model runs on a CPU or a GPU.
+    """
+    device = generator.device if generator is not None else x.device
+    noise = torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32)
+    return noise.to(device=x.device, dtype=x.dtype)
 
 
 def validate_mask(mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -103,54 +128,41 @@ def renoise(
     return ratio**0.5 * x_prev + (1.0 - ratio) ** 0.5 * standard_normal_like(x_prev, generator)
 
 
-@torch.no_grad()
-def conditional_inpaint(
-    sampler: Sampler,
+def run_walk(
+    step: StepFn,
+    schedule: NoiseSchedule,
     model_fn: ModelFn,
-    known_image: torch.Tensor,
-    mask: torch.Tensor,
+    moves: Sequence[Move],
+    x: torch.Tensor,
     generator: torch.Generator | None = None,
-    *,
+    known_image: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
     replace_known: bool = True,
-    x_start: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Inpaint with a network that sees the conditioning, then paste the known region back.
+    """Follow ``moves`` from ``x`` (the state at ``moves[0][0]``); the one sampling loop.
 
-    The reverse process is the sampler's own (DDIM, DDPM, DPM-Solver, ...), one network call per
-    timestep of ``sampler.timesteps``. The conditioning (voided image and mask, see
-    :meth:`ldiff.tasks.Task.condition`) is the caller's business: ``model_fn`` closes over it.
-
-    Args:
-        sampler: any :class:`~ldiff.diffusion.samplers.Sampler`; its timesteps and update rule are used.
-        model_fn: ``model_fn(x_t, timesteps) -> output`` with ``x_t`` ``(B, C, ...)`` and ``timesteps``
-            a long tensor ``(B,)``; returns the network output (epsilon or v) of ``x_t``'s shape.
-        known_image: ``(B, C, ...)`` in ``[-1, 1]``; its values inside the mask are never used.
-        mask: ``(B, 1, ...)`` 0/1, ``1`` = region to paint (see :func:`validate_mask`).
-        generator: seeds the initial noise and every noise draw, so a seed reproduces the result.
-        replace_known: "replacement" (Song et al. 2021): before every network call, the known region of
-            ``x_t`` is overwritten with the known image noised to ``t`` with fresh noise, so that it
-            looks exactly as in training (the truth noised to ``t``). On by default: ldiff's
-            conditional tasks score only the painted region (``ldiff.tasks``), so the network's
-            output outside it is untrained, and letting the known region of ``x_t`` follow that
-            output drives the whole trajectory off the training distribution (measured on the T1w
-            demo model: in-mask MSE 0.33 without, 0.037 with). For unconditional models this is
-            the plain replacement inpainting that RePaint refines.
-        x_start: start from this ``x_{timesteps[0]}`` (``(B, C, ...)``) instead of pure noise.
+    - A reverse move ``(t, t_prev)`` calls ``model_fn(x, t)`` once and applies ``step``.
+    - A forward move re-noises the whole image with :func:`renoise` (RePaint's jump back).
+    - With ``known_image`` and a boolean ``mask`` (see :func:`validate_mask`): when ``replace_known``,
+      the known region is overwritten by the known image noised to the current level at the start
+      and after every reverse step (so every network call sees it as in training: the truth noised
+      to ``t``, with fresh noise; after a jump it is already such a sample and is kept), and the
+      result is pasted back exactly at the end.
 
     Returns:
-        ``(B, C, ...)`` in ``known_image``'s dtype: the sample inside the mask (in ``[-1, 1]`` when the
-        sampler clips), ``known_image`` exactly outside.
+        the final state, ``x``'s shape and dtype.
     """
-    mask = validate_mask(mask, known_image)
-    schedule = sampler.schedule
-    if x_start is None:
-        x = standard_normal_like(known_image, generator)
-    else:
-        x = x_start.to(device=known_image.device, dtype=known_image.dtype)
-    for t, t_prev in sampler.timestep_pairs():
-        if replace_known:
-            x = paste_back(x, noise_known_region(schedule, known_image, t, generator), mask)
-        timesteps = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+    inpainting = known_image is not None
+    merge = inpainting and replace_known
+    if merge and moves:
+        x = paste_back(x, noise_known_region(schedule, known_image, moves[0][0], generator), mask)
+    for t_from, t_to in moves:
+        if t_to > t_from:
+            x = renoise(schedule, x, t_from, t_to, generator)
+            continue
+        timesteps = torch.full((x.shape[0],), t_from, dtype=torch.long, device=x.device)
         model_output = model_fn(x, timesteps).to(x.dtype)
-        x = sampler.step(model_output, t, t_prev, x, generator).prev_sample
-    return paste_back(x, known_image, mask)
+        x = step(model_output, t_from, t_to, x, generator)
+        if merge:
+            x = paste_back(x, noise_known_region(schedule, known_image, t_to, generator), mask)
+    return paste_back(x, known_image, mask) if inpainting else x
