@@ -27,14 +27,14 @@ import torch
 
 from ldiff.diffusion.samplers import DDIMSampler
 from ldiff.diffusion.schedule import NoiseSchedule
-from ldiff.diffusion.walk import FINAL_TIMESTEP, ModelFn, Move, paste_back, run_walk, standard_normal_like, validate_mask
+from ldiff.diffusion.walk import ModelFn, Move
 
 
 class RePaintSampler(DDIMSampler):
     """RePaint over a DDIM-spaced grid: a DDIM sampler whose walk jumps back; configured by a JSON-able dict.
 
     Its reverse step is DDIM's (eta 1 by default: a respaced DDPM step); :meth:`moves` adds the jumps,
-    and :meth:`inpaint` runs the one sampling loop (:func:`~ldiff.diffusion.walk.run_walk`) over them.
+    and the inherited :meth:`inpaint` runs the one sampling loop (:func:`~ldiff.diffusion.walk.run_walk`) over them.
 
     Args:
         schedule: the noise schedule the unconditional network was trained with.
@@ -104,22 +104,7 @@ class RePaintSampler(DDIMSampler):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items() if k != 'name')})"
 
     # ----------------------------------------------------------------------------------- the walk
-    def levels(self, start_timestep: int | None = None) -> list[int]:
-        """Timesteps of the walk's positions, descending, ending with ``-1`` (clean).
-
-        Args:
-            start_timestep: ``None`` for the whole grid; otherwise a training timestep in ``[-1, T)``
-                to start from exactly (partial noising), followed by the grid timesteps below it.
-        """
-        if start_timestep is None:
-            return [*self.timesteps, FINAL_TIMESTEP]
-        if not FINAL_TIMESTEP <= start_timestep < self.schedule.num_train_timesteps:
-            raise ValueError(f"start timestep must be in -1..{self.schedule.num_train_timesteps - 1}, got {start_timestep}.")
-        if start_timestep == FINAL_TIMESTEP:
-            return [FINAL_TIMESTEP]
-        return [start_timestep, *(t for t in self.timesteps if t < start_timestep), FINAL_TIMESTEP]
-
-    def moves(self, start_timestep: int | None = None) -> list[Move]:  # type: ignore[override]
+    def moves(self, start_timestep: int | None = None) -> list[Move]:
         """Every move of the walk in order, as ``(t_from, t_to)``; see the module docstring."""
         levels = self.levels(start_timestep)
         steps = len(levels) - 1
@@ -150,47 +135,7 @@ class RePaintSampler(DDIMSampler):
         return self.count_network_calls()
 
     # ----------------------------------------------------------------------------------- sampling
-    @torch.no_grad()
-    def inpaint(  # type: ignore[override]
-        self,
-        model_fn: ModelFn,
-        known_image: torch.Tensor,
-        mask: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        x_start: torch.Tensor | None = None,
-        start_timestep: int | None = None,
-    ) -> torch.Tensor:
-        """Fill the mask of ``known_image`` with an unconditional model.
-
-        Args:
-            model_fn: ``model_fn(x_t, timesteps) -> output`` of an unconditional model; ``x_t`` is
-                ``(B, C, ...)``, ``timesteps`` a long tensor ``(B,)``.
-            known_image: ``(B, C, H, W)`` or ``(B, C, D, H, W)`` in ``[-1, 1]``; values inside the mask
-                are used only through ``x_start``.
-            mask: ``(B, 1, ...)`` 0/1, ``1`` = region to paint.
-            generator: seeds every noise draw; the same seed and inputs give the same output.
-            x_start: the state at the walk's first timestep, ``(B, C, ...)``; default pure noise. Its
-                known region is replaced by the noised known image before the first call either way.
-            start_timestep: start the walk at this training timestep (see :meth:`levels`); ``None``
-                runs the whole grid.
-
-        Returns:
-            ``(B, C, ...)`` in ``known_image``'s dtype: the fill inside the mask (in ``[-1, 1]`` when
-            clipping), ``known_image`` exactly outside.
-        """
-        mask = validate_mask(mask, known_image)
-        moves = self.moves(start_timestep)
-        if not moves:  # start at the clean image: nothing to sample
-            x = known_image if x_start is None else x_start.to(device=known_image.device, dtype=known_image.dtype)
-            return paste_back(x, known_image, mask)
-        if x_start is None:
-            x = standard_normal_like(known_image, generator)
-        else:
-            x = x_start.to(device=known_image.device, dtype=known_image.dtype)
-        return run_walk(self._step, self.schedule, model_fn, moves, x, generator, known_image, mask)
-
     def sample(self, model_fn: ModelFn, known_image: torch.Tensor, mask: torch.Tensor,  # type: ignore[override]
                generator: torch.Generator | None = None, **keywords) -> torch.Tensor:
-        """RePaint always inpaints: the same as :meth:`inpaint`."""
+        """RePaint always inpaints: the same as :meth:`~ldiff.diffusion.samplers.Sampler.inpaint`."""
         return self.inpaint(model_fn, known_image, mask, generator, **keywords)

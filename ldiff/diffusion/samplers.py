@@ -23,6 +23,7 @@ from ldiff.diffusion.walk import (  # noqa: F401  (FINAL_TIMESTEP, ModelFn: re-e
     ModelFn,
     run_walk,
     standard_normal_like,
+    paste_back,
     validate_mask,
 )
 
@@ -139,9 +140,25 @@ class Sampler:
     def reset(self) -> None:
         """Forget any state kept between steps (multistep solvers); called at the start of every walk."""
 
-    def moves(self) -> list[Move]:
-        """The walk: one reverse move ``(t, t_prev)`` per step (RePaint adds jumps back)."""
-        return self.timestep_pairs()
+    def levels(self, start_timestep: int | None = None) -> list[int]:
+        """Timesteps of the walk's positions, descending, ending with ``-1`` (clean).
+
+        Args:
+            start_timestep: ``None`` for the whole grid; otherwise a training timestep in ``[-1, T)``
+                to start from exactly (partial noising), followed by the grid timesteps below it.
+        """
+        if start_timestep is None:
+            return [*self.timesteps, FINAL_TIMESTEP]
+        if not FINAL_TIMESTEP <= start_timestep < self.schedule.num_train_timesteps:
+            raise ValueError(f"start timestep must be in -1..{self.schedule.num_train_timesteps - 1}, got {start_timestep}.")
+        if start_timestep == FINAL_TIMESTEP:
+            return [FINAL_TIMESTEP]
+        return [start_timestep, *(t for t in self.timesteps if t < start_timestep), FINAL_TIMESTEP]
+
+    def moves(self, start_timestep: int | None = None) -> list[Move]:
+        """The walk: one reverse move ``(t, t_prev)`` between consecutive :meth:`levels` (RePaint adds jumps)."""
+        levels = self.levels(start_timestep)
+        return list(zip(levels[:-1], levels[1:]))
 
     def _step(self, model_output: torch.Tensor, t: int, t_prev: int, x_t: torch.Tensor,
               generator: torch.Generator | None) -> torch.Tensor:
@@ -186,25 +203,31 @@ class Sampler:
         *,
         x_start: torch.Tensor | None = None,
         replace_known: bool = True,
+        start_timestep: int | None = None,
     ) -> torch.Tensor:
         """Paint ``mask`` in ``known_image`` (both ``(B, ...)``, see :func:`~ldiff.diffusion.walk.validate_mask`).
 
         The walk of :meth:`sample`, with the known region of ``x_t`` replaced by the known image noised
         to ``t`` before every network call (``replace_known``) and pasted back exactly at the end. For a
         conditional model the conditioning is the caller's business (``model_fn`` closes over it).
+        ``x_start``: the state at the walk's first timestep (default pure noise); ``start_timestep``:
+        start the walk there (see :meth:`levels`; partial noising), ``None`` runs the whole grid.
 
         Returns:
             ``(B, C, ...)`` in ``known_image``'s dtype: the sample inside the mask, ``known_image``
             exactly outside.
         """
         mask = validate_mask(mask, known_image)
+        moves = self.moves(start_timestep)
+        if not moves:  # starting at the clean image: nothing to sample
+            x = known_image if x_start is None else x_start.to(device=known_image.device, dtype=known_image.dtype)
+            return paste_back(x, known_image, mask)
         if x_start is None:
             x = standard_normal_like(known_image, generator)
         else:
             x = x_start.to(device=known_image.device, dtype=known_image.dtype)
         self.reset()
-        return run_walk(self._step, self.schedule, model_fn, self.moves(), x, generator, known_image, mask,
-                        replace_known)
+        return run_walk(self._step, self.schedule, model_fn, moves, x, generator, known_image, mask, replace_known)
 
 
 class DDIMSampler(Sampler):
