@@ -15,7 +15,7 @@ import numpy as np
 from ldiff.diffusion.schedule import DEFAULT_SCHEDULE_CONFIG
 from ldiff.masks import dilation_radius_voxels, mask_config_from_statistics
 from ldiff.networks import downsampling_factor
-from ldiff.tasks import get_task
+from ldiff.tasks import TASKS
 from ldiff.planning.batch_size import estimate_batch_size, measure_batch_size_cuda
 
 PLANS_VERSION = 1
@@ -137,9 +137,9 @@ def plan_experiment(fingerprint: dict, overrides: dict[str, Any] | None = None, 
     configurations = {}
     for name in CONFIGURATIONS:
         architecture = "unet2d" if name == "2d" else "unet_p3d"
-        # Planned for the conditional tasks (the widest input); the trainer sets in_channels from the
-        # task, which changes memory only in the first layer.
-        in_channels = get_task("cond_fill").in_channels(num_channels)
+        # Planned for the widest input of the four tasks; the trainer sets in_channels from its task,
+        # which changes memory only in the first layer.
+        in_channels = max(task.in_channels(num_channels) for task in TASKS.values())
         patch_extent = [min(s, MAX_PATCH_SIZE) for s in in_plane]
         network = plan_network(patch_extent, in_channels, num_channels, device_type, architecture, decisions, name)
         factor = downsampling_factor(network)
