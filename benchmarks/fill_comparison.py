@@ -73,13 +73,14 @@ def run_ldiff(model_folder: Path, cases: list, channel_indices: list[int], outpu
 
     seconds = []
     for case in cases:
+        # Timed like the classic fillers (fill_classic_files): reading, filling and writing.
+        start = time.perf_counter()
         images = [read_image(case.image_files[index]) for index in channel_indices]
         mask = sitk.GetArrayFromImage(read_image(case.label_file)) > 0
-        start = time.perf_counter()
         result = predictor.predict(images, mask, seed=0)
-        seconds.append(time.perf_counter() - start)
         for index, image in zip(channel_indices, result.images):
             write_image_atomic(image, output / case.image_files[index].name)
+        seconds.append(time.perf_counter() - start)
         write_preview(output / f"{case.identifier}_preview.png", [sitk.GetArrayFromImage(i) for i in images], mask,
                       [sitk.GetArrayFromImage(i) for i in result.images], Geometry.of(images[0]),
                       predictor.model.description["channel_names"], f"{case.identifier}: {model_folder}")
