@@ -108,7 +108,9 @@ def measure(predictor: Predictor, label: str, images: list[sitk.Image], lesion: 
     sampler = predictor.sampler.to_dict()
     steps = f"{sampler['num_inference_steps']}" + (f"/j{sampler['jump_length']}/r{sampler['num_resamplings']}"
                                                    if sampler["name"] == "repaint" else "")
-    return {"layout": label, "sampler": sampler["name"], "steps": steps, "seconds": seconds,
+    draws = predictor.num_samples
+    return {"layout": label, "sampler": sampler["name"] + (f" x{draws} mean" if draws > 1 else ""), "steps": steps,
+            "seconds": seconds,
             "network_calls": result.network_calls, "s_per_call": seconds / max(result.network_calls, 1),
             "crops": result.crops,
             **in_mask_quality(result.images, healthy, lesion)}
@@ -135,6 +137,8 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive row (it is the slowest)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", type=Path, help="folder for prediction_speed.json and .md (command, "
+                        "commit, model checkpoint SHA-256, hardware, date); default: print only")
     arguments = parser.parse_args()
 
     if arguments.images:
@@ -158,6 +162,8 @@ def main() -> None:
         samplers = arguments.samplers or (["ddim", "dpm_solver"] if conditional else ["repaint"])
         divisor = arguments.steps_divisor
         rows = []
+        if divisor == 1:  # what ldiff_predict runs when the user names no sampler
+            rows.append(measure(Predictor(model), "crops, task default", images, lesion, healthy, arguments.seed))
         for name in samplers:
             steps = arguments.ddpm_steps if name == "ddpm" else DEFAULT_STEPS[name]
             predictor = Predictor(model, SamplingOptions(sampler=name, steps=max(1, steps // divisor)))
@@ -170,7 +176,32 @@ def main() -> None:
     hardware = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"\n{image_files[0].name}: {int(lesion.sum())} mask voxels; model {model.describe()}; {hardware}")
     columns = ["layout", "sampler", "steps", "seconds", "network_calls", "s_per_call", "crops", "psnr_in", "ssim_in"]
-    print(format_table(rows, columns))
+    table = format_table(rows, columns)
+    print(table)
+    if arguments.output is not None:
+        write_result(arguments.output, rows, table, model, image_files[0], int(lesion.sum()))
+
+
+def write_result(output: Path, rows: list[dict], table: str, model, case_file: Path, mask_voxels: int) -> None:
+    """prediction_speed.json and .md with the command, commit, model checkpoint hash, hardware and date."""
+    import hashlib
+    import sys
+
+    from ldiff.evaluation.benchmark.report import provenance
+    from ldiff.io.atomic import atomic_path
+    from ldiff.io.model_files import checkpoint_file
+
+    checkpoint = model.folder / checkpoint_file(model.checkpoint)
+    result = {"provenance": provenance("python " + " ".join(sys.argv)), "model": str(model.folder),
+              "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(), "case": case_file.name,
+              "mask_voxels": mask_voxels, "rows": rows}
+    save_json_atomic(result, output / "prediction_speed.json")
+    lines = ["# Prediction speed (`benchmarks/prediction_speed.py`)", "", f"Command: `{result['provenance']['command']}`  ",
+             f"Commit {result['provenance']['commit']}, {result['provenance']['hardware']}, {result['provenance']['date']}; "
+             f"model {model.folder} (checkpoint sha256 {result['checkpoint_sha256'][:16]}); case {case_file.name} "
+             f"({mask_voxels} mask voxels).", "", table, ""]
+    with atomic_path(output / "prediction_speed.md") as temporary:
+        Path(temporary).write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
