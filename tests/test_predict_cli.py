@@ -282,6 +282,5 @@ def test_each_input_file_is_read_once(tmp_path, model_folder, monkeypatch):
                                    for suffix in ("_0000", "_0001", ""))
     reads.clear()
     monkeypatch.setattr(cases, "KEEP_CHECKED_BYTES", 0)
-    monkeypatch.setattr(cases.CheckedJobs.__init__, "__defaults__", (0, None))
     run(images, tmp_path / "again", model_folder)
     assert len(reads) == 12  # read to check, and again to predict

@@ -191,8 +191,9 @@ class CheckedJobs:
     else read again.
     """
 
-    def __init__(self, jobs: Sequence[FillJob], keep_bytes: int = KEEP_CHECKED_BYTES, progress=None) -> None:
+    def __init__(self, jobs: Sequence[FillJob], keep_bytes: int | None = None, progress=None) -> None:
         self._kept: dict[str, tuple[list[sitk.Image], np.ndarray, np.ndarray | None]] = {}
+        keep_bytes = KEEP_CHECKED_BYTES if keep_bytes is None else keep_bytes
         held = 0
         for job in (progress(jobs) if progress else jobs):
             loaded = load_job(job)
@@ -207,8 +208,7 @@ class CheckedJobs:
 
 
 def _image_bytes(image: sitk.Image) -> int:
-    return int(np.prod(image.GetSize())) * image.GetNumberOfComponentsPerPixel() * \
-        int(np.dtype(sitk.GetArrayViewFromImage(image).dtype).itemsize)
+    return image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
 
 
 def cast_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
