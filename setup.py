@@ -25,7 +25,9 @@ setup(
         "matplotlib>=3.6",
         "threadpoolctl>=3",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # thickness: ANTs DiReCT for ldiff_evaluate_thickness; antspyx pins numpy < 2.4 and scipy < 1.16,
+    # which ldiff works with, so it stays an extra and the core install keeps the newest versions.
+    extras_require={"test": ["pytest>=7"], "thickness": ["antspyx>=0.5"]},
     entry_points={
         "console_scripts": [
             "ldiff_make_example=ldiff.cli.make_example:main",

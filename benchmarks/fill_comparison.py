@@ -39,12 +39,39 @@ def folder_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")
 
 
-def write_report(output: Path, stem: str, description: str, header: list[str], rows: list[list]) -> str:
-    """Writes ``stem.md`` (description + markdown table) and ``stem.csv`` atomically; returns the table."""
+def result_provenance(models: list[Path], checkpoint: str = "final") -> dict:
+    """Command, commit, hardware and date of a result, and the SHA-256 of every model's checkpoint file."""
+    import hashlib
+    import shlex
+    import sys
+
+    from ldiff.evaluation.benchmark.report import provenance
+    from ldiff.io.model_files import checkpoint_file
+
+    record = provenance("python " + " ".join(shlex.quote(a) for a in sys.argv))
+    record["models"] = {str(m): hashlib.sha256((m / checkpoint_file(checkpoint)).read_bytes()).hexdigest()
+                        for m in models}
+    return record
+
+
+def write_report(output: Path, stem: str, description: str, header: list[str], rows: list[list],
+                 provenance: dict | None = None) -> str:
+    """Writes ``stem.md`` (provenance, description, markdown table), ``stem.csv`` and, with ``provenance``,
+    ``stem.json`` (provenance and rows) atomically; returns the table."""
     table = format_table(rows, header)
     output.mkdir(parents=True, exist_ok=True)
+    heading = ""
+    if provenance is not None:
+        from ldiff.io import save_json_atomic
+
+        heading = (f"Command: `{provenance['command']}`  \nCommit {provenance['commit']}, {provenance['hardware']}, "
+                   f"{provenance['date']}"
+                   + "".join(f"; model {m} (checkpoint sha256 {h[:16]})" for m, h in provenance.get("models", {}).items())
+                   + ".\n\n")
+        save_json_atomic({"provenance": provenance, "description": description,
+                          "rows": [dict(zip(header, row)) for row in rows]}, output / f"{stem}.json")
     with atomic_path(output / f"{stem}.md") as temporary:
-        temporary.write_text(description + "\n\n" + table + "\n", encoding="utf-8")
+        temporary.write_text(heading + description + "\n\n" + table + "\n", encoding="utf-8")
     with atomic_path(output / f"{stem}.csv") as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -160,7 +187,8 @@ def main() -> None:
                    f"region: lesion masks dilated by {radius} voxel(s); means over cases and channels.\n"
                    f"thesis = images scaled to [-1, 1], SSIM map (7x7, data range 2) averaged in the region, "
                    f"PSNR = 10 log10(4 / MSE); brats2023 = BraTS inpainting protocol (percentile-normalised, in the region).")
-    table = write_report(output, "comparison", description, header, rows)
+    table = write_report(output, "comparison", description, header, rows,
+                         result_provenance(models, arguments.checkpoint))
     plot(rows, header, output / "comparison.png")
     print(description)
     print(table)

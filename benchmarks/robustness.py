@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-from fill_comparison import folder_name, write_dilated_masks, write_report
+from fill_comparison import folder_name, result_provenance, write_dilated_masks, write_report
 from ldiff import paths
 from ldiff.dataset.raw import RawDataset
 from ldiff.evaluation.classic.files import fill_classic_files
@@ -146,7 +146,7 @@ def main() -> None:
     summary = (f"Dataset {name}, {len(cases)} test cases, model {arguments.model} ({arguments.sampler}, "
                f"{arguments.steps} steps); perturbed inputs and truths; region: lesion masks dilated by {radius} "
                f"voxel(s); thesis protocol.")
-    table = write_report(arguments.output, "robustness", summary, HEADER, rows)
+    table = write_report(arguments.output, "robustness", summary, HEADER, rows, result_provenance([Path(arguments.model)]))
     print(summary)
     print(table)
 

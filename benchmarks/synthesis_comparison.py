@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from fill_comparison import folder_name, write_dilated_masks, write_report
+from fill_comparison import folder_name, result_provenance, write_dilated_masks, write_report
 from ldiff import paths
 from ldiff.dataset.raw import RawDataset
 from ldiff.evaluation.evaluate import evaluate_folder
@@ -145,7 +145,8 @@ def main() -> None:
                f"voxel(s) (thesis: [-1, 1], SSIM 7x7 data range 2, PSNR 10 log10(4/MSE); brats2023: percentile-"
                f"normalised). Lesion contrast: % difference of the lesion mean from the normal WM {SHELL_MM[0]:g}-"
                f"{SHELL_MM[1]:g} mm around it (T1w lesions are darker, FLAIR lesions brighter).")
-    table = write_report(output, "synthesis", summary, header, rows)
+    table = write_report(output, "synthesis", summary, header, rows,
+                         result_provenance([Path(arguments.model)], arguments.checkpoint))
     print(summary)
     print(table)
 

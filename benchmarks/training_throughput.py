@@ -25,6 +25,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 MAX_DATA_WAIT_FRACTION = 0.10
 
@@ -107,6 +108,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the plan's")
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="folder for training_throughput.json and .md (command, commit, hardware, date)")
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # one configuration, JSON out
     arguments = parser.parse_args()
     if arguments.steps <= arguments.skip:
@@ -119,6 +122,7 @@ def main() -> None:
         return
 
     all_ok = True
+    results = []
     for config_name in arguments.configs:
         command = [sys.executable, __file__, "--single", "-d", arguments.dataset, "--configs", config_name, "--task",
                    arguments.task, "--steps", str(arguments.steps), "--skip", str(arguments.skip), "--device",
@@ -131,8 +135,36 @@ def main() -> None:
             print(f"\n{config_name}: failed\n{completed.stderr.strip().splitlines()[-1] if completed.stderr else ''}")
             all_ok = False
             continue
-        all_ok &= report(json.loads(lines[-1][len("RESULT "):]))
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+        all_ok &= report(results[-1])
+    if arguments.output is not None:
+        write_result(arguments.output, results)
     sys.exit(0 if all_ok else 1)
+
+
+def write_result(output: Path, results: list[dict]) -> None:
+    """training_throughput.json (provenance + every measured number) and .md (the table)."""
+    import shlex
+
+    from ldiff.evaluation.benchmark.report import provenance
+    from ldiff.io import atomic_path, save_json_atomic
+
+    record = provenance("python " + " ".join(shlex.quote(a) for a in sys.argv))
+    record["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS")
+    save_json_atomic({"provenance": record, "results": results}, output / "training_throughput.json")
+    lines = ["# Training throughput (`benchmarks/training_throughput.py`)", "",
+             f"Command: `{record['command']}` (OMP_NUM_THREADS={record['OMP_NUM_THREADS']})  ",
+             f"Commit {record['commit']}, {record['hardware']}, {record['date']}.", "",
+             "| config | batch | slice size | slices/s | s/step | data wait | peak memory | plan's estimate |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        estimate = "n/a" if r["planned_memory_gb"] is None else f"{r['planned_memory_gb']:.2f} GiB"
+        lines.append(f"| {r['config']} | {r['batch_size']} x {r['stack_depth']} | {r['slice_size'][0]}x{r['slice_size'][1]} "
+                     f"| {r['slices_per_second']:.2f} | {r['seconds_per_step']:.2f} | {100 * r['data_wait_fraction']:.1f} % "
+                     f"| {r['peak_memory_gb']:.2f} GiB | {estimate} |")
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output / "training_throughput.md") as temporary:
+        Path(temporary).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
