@@ -39,6 +39,7 @@ setup(
             "ldiff_evaluate=ldiff.cli.evaluate:main",
             "ldiff_benchmark=ldiff.cli.benchmark:main",
             "ldiff_select_channels=ldiff.cli.select_channels:main",
+            "ldiff_evaluate_thickness=ldiff.cli.evaluate_thickness:main",
         ]
     },
 )
