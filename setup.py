@@ -8,6 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
+    license="Apache-2.0",
     packages=find_packages(include=["ldiff", "ldiff.*"]),
     include_package_data=True,
     package_data={"ldiff": ["evaluation/weights/*.npz", "demo_models/**/*"]},

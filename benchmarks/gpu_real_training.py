@@ -330,7 +330,7 @@ def score(arguments: argparse.Namespace) -> None:
              "--no-lpips"])
     if not arguments.only or "phantoms" in arguments.only:
         run(["ldiff_benchmark", "-d", "002", "--split", "Ts", "-o", str(out / "phantoms"), "--methods", f"ldiff:{demo}",
-             *[f"ldiff:{models / name}" for name in RUNS], *CLASSIC, "--no-real-lesions"])
+             *[f"ldiff:{models / name}" for name in RUNS if name.startswith("2d")], *CLASSIC, "--no-real-lesions"])
 
 
 def main() -> None:

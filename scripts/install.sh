@@ -12,4 +12,6 @@ if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
   echo "No torch found: installing torch==2.13.0 with pip's configuration (see the comment at the top of $0)."
   "$PYTHON" -m pip install --quiet "torch==2.13.0"
 fi
-"$PYTHON" -m pip install --quiet -e ".[test]"
+# LDIFF_EXTRAS picks the optional extras (default: test; CI adds thickness, i.e. antspyx for
+# ldiff_evaluate_thickness, whose wheel pins numpy < 2.4 and scipy < 1.16).
+"$PYTHON" -m pip install --quiet -e ".[${LDIFF_EXTRAS:-test}]"

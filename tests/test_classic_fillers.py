@@ -292,6 +292,25 @@ def test_dilation_grows_the_filled_region(tmp_path):
     assert changed.sum() > lesion.sum() and not changed[~sphere((16, 16, 16), 5.5)].any()
 
 
+def test_cli_dilate_like_a_model_replaces_the_region_ldiff_would(tmp_path):
+    image, lesion, _ = wm_phantom()
+    t1 = write(image, tmp_path / "t1.nii.gz")
+    mask = write(lesion.astype(np.uint8), tmp_path / "lesions.nii.gz")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text('{"task": "cond_fill", "network": {}, "mask_dilation": {"radius_voxels": 1}}')
+    result = run_cli("-i", t1, "--mask", mask, "-o", tmp_path / "like.nii.gz", "--method", "biharmonic",
+                     "--dilate-like", model)
+    assert result.returncode == 0, result.stderr
+    fill_classic_files(t1, tmp_path / "one.nii.gz", "biharmonic", mask=mask, dilate=1, progress=False)
+    like, one = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name))) for name in ("like.nii.gz", "one.nii.gz"))
+    assert np.array_equal(like, one) and (like != image).sum() > lesion.sum()
+    (model / "model.json").write_text('{"task": "cond_fill", "network": {}}')
+    message = one_line_error(run_cli("-i", t1, "--mask", mask, "-o", tmp_path / "x.nii.gz", "--method", "nawm",
+                                     "--dilate-like", model))
+    assert "mask_dilation" in message
+
+
 def test_cli_method_choices_are_the_classic_methods_and_all():
     from ldiff.cli.fill_classic import METHOD_CHOICES
 

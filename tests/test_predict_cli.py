@@ -284,3 +284,19 @@ def test_each_input_file_is_read_once(tmp_path, model_folder, monkeypatch):
     monkeypatch.setattr(cases, "KEEP_CHECKED_BYTES", 0)
     run(images, tmp_path / "again", model_folder)
     assert len(reads) == 12  # read to check, and again to predict
+
+
+def test_cli_refuses_wrong_paths_before_loading_torch(tmp_path):
+    """A missing input, a missing mask or an output over an input is refused before torch is imported."""
+    image = write(as_image(np.zeros((4, 8, 8), np.float32)), tmp_path / "t1.nii.gz")
+    cases = [(["-i", tmp_path / "missing.nii.gz", "--mask", image, "-o", tmp_path / "out.nii.gz"], "input not found"),
+             (["-i", image, "--mask", tmp_path / "missing_mask.nii.gz", "-o", tmp_path / "out.nii.gz"], "mask not found"),
+             (["-i", image, "--mask", image, "-o", image], "")]
+    for arguments, expected in cases:
+        code = ("import sys\nfrom ldiff.cli.predict import main\nsys.argv = ['ldiff_predict'] + sys.argv[1:]\n"
+                "try:\n    main()\nexcept SystemExit as stop:\n"
+                "    print(stop.code, 'torch' in sys.modules)\n")
+        result = subprocess.run([sys.executable, "-c", code, *map(str, arguments)], capture_output=True, text=True,
+                                timeout=120)
+        assert result.stdout.split() == ["1", "False"], (arguments, result.stdout, result.stderr)
+        assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -8,6 +8,7 @@ Folder of cases: ``ldiff_fill_classic -i imagesTs -o filled --masks labelsTs --m
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ldiff.cli.common import run_command
 
@@ -33,12 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wm", help="white-matter mask (0/1): a file for a single image, a folder of "
                         "{case}.nii.gz for a folder; used by nawm, ringmedian and slf (and to restrict the rim); "
                         "slf without it assumes a T1-like contrast")
-    parser.add_argument("--dilate", type=int, default=0, metavar="N",
-                        help="dilate the lesion mask by a ball of N voxels before filling (default 0)")
+    dilation = parser.add_mutually_exclusive_group()
+    dilation.add_argument("--dilate", type=int, default=None, metavar="N",
+                          help="dilate the lesion mask by a ball of N voxels before filling (default 0)")
+    dilation.add_argument("--dilate-like", metavar="MODEL_FOLDER",
+                          help="dilate as the given ldiff model's plan does (e.g. ldiff/demo_models/t1_cond_fill: 2 "
+                          "voxels), so that this filler and ldiff_predict with that model replace the same region")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same output")
     parser.add_argument("--rim-hypointense-only", action="store_true",
                         help="rim: draw only from rim voxels >= the lesion mean, as ANTs does for T1 (wrong for FLAIR)")
     return parser
+
+
+def planned_dilation(model_folder: str) -> int:
+    """The mask dilation (voxels) that the model in ``model_folder`` was planned and trained with."""
+    from ldiff.errors import LdiffError
+    from ldiff.io.model_files import read_model_json
+
+    description = read_model_json(Path(model_folder))
+    try:
+        return int(description["mask_dilation"]["radius_voxels"])
+    except (KeyError, TypeError, ValueError):
+        raise LdiffError(f"{model_folder}: its model.json records no mask_dilation.radius_voxels.") from None
 
 
 def main() -> None:
@@ -48,9 +65,13 @@ def main() -> None:
         from ldiff.evaluation.classic.files import fill_classic_files
 
         options = {"rim": {"hypointense_only": True}} if arguments.rim_hypointense_only else {}
+        dilate = arguments.dilate or 0
+        if arguments.dilate_like is not None:
+            dilate = planned_dilation(arguments.dilate_like)
+            print(f"Dilating the lesion masks by {dilate} voxel(s), as {arguments.dilate_like} does.")
         written = fill_classic_files(
             arguments.input, arguments.output, arguments.method, arguments.mask, arguments.masks,
-            arguments.wm, arguments.dilate, arguments.seed, options,
+            arguments.wm, dilate, arguments.seed, options,
         )
         print(f"Wrote {len(written)} filled image(s) under {arguments.output}")
 

@@ -98,6 +98,11 @@ def main() -> None:
     arguments = build_parser().parse_args()
 
     def work() -> None:
+        from ldiff.inference.jobs import plan_jobs
+
+        # Wrong paths, a missing mask or an output that would replace an input are refused here,
+        # before torch and the model are loaded (a fraction of a second instead of several).
+        plan_jobs(arguments.input, arguments.output, arguments.mask, arguments.masks)
         from ldiff.inference.files import ModelChoice, predict_files
         from ldiff.inference.predictor import SamplingOptions
 

@@ -84,8 +84,11 @@ def find_models(checkpoint: str = "final") -> list[ModelCandidate]:
     """Every results fold folder and demo model folder holding ``checkpoint`` and a ``model.json``."""
     name = checkpoint_file(checkpoint)
     folders: list[tuple[Path, bool]] = []
-    results = paths.results_root(must_exist=False)
-    if results.is_dir():
+    try:
+        results: Path | None = paths.results_root(must_exist=False)
+    except LdiffError:  # an installed ldiff with ldiff_results unset has no trained models: demo models only
+        results = None
+    if results is not None and results.is_dir():
         folders += [(path.parent, False) for path in sorted(results.glob(f"Dataset*/*__*/fold_*/{name}"))]
     demos = demo_models_root()
     if demos.is_dir():
