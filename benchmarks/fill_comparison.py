@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 import SimpleITK as sitk
 
 from ldiff import paths
@@ -90,7 +91,8 @@ def write_dilated_masks(dataset: RawDataset, cases: list, radius_voxels: int, fo
 
 
 def run_ldiff(model_folder: Path, cases: list, channel_indices: list[int], output: Path, sampler: str | None,
-              steps: int | None, device: str, checkpoint: str, batch_size: int | None, num_samples: int) -> float:
+              steps: int | None, device: str, checkpoint: str, batch_size: int | None, num_samples: int,
+              label: str = "ldiff") -> float:
     """Fill every case with one model; returns seconds per case (model loading excluded)."""
     from ldiff.inference.predictor import Predictor
 
@@ -98,8 +100,9 @@ def run_ldiff(model_folder: Path, cases: list, channel_indices: list[int], outpu
     predictor = Predictor.from_folder(model_folder, checkpoint=checkpoint, device=device, **options)
     from ldiff.inference.preview import write_preview
 
+    print(f"{label}: {predictor.describe_sampling()}", flush=True)
     seconds = []
-    for case in cases:
+    for case in tqdm(cases, desc=label, unit="case"):
         # Timed like the classic fillers (fill_classic_files): reading, filling and writing.
         start = time.perf_counter()
         images = [read_image(case.image_files[index]) for index in channel_indices]
@@ -158,7 +161,10 @@ def main() -> None:
 
     results: dict[str, dict] = {}
     timings: dict[str, float] = {}
-    for method in CLASSIC_METHODS:
+    print(f"{len(cases)} test case(s); region: lesion masks dilated by {radius} voxel(s); {len(CLASSIC_METHODS)} classic "
+          f"fillers, then {len(models) * len(arguments.num_samples)} ldiff setting(s) (on a 2-core CPU about half a "
+          f"minute per case and draw), then scoring.", flush=True)
+    for method in tqdm(CLASSIC_METHODS, desc="classic fillers", unit="method"):
         start = time.perf_counter()
         fill_classic_files(inputs, output / method, method=method, masks_dir=masks, progress=False)
         timings[method] = (time.perf_counter() - start) / len(cases)
@@ -169,8 +175,8 @@ def main() -> None:
             label += ", 1 sample)" if draws == 1 else f", mean of {draws})"
             timings[label] = run_ldiff(model, cases, scored, output / folder_name(label), arguments.sampler,
                                        arguments.steps, arguments.device, arguments.checkpoint, arguments.batch_size,
-                                       draws)
-    for method in timings:
+                                       draws, label)
+    for method in tqdm(list(timings), desc="scoring", unit="method"):
         folder = output / folder_name(method)
         results[method] = evaluate_folder(references, folder, masks, output_json=folder / "summary.json",
                                           lpips=not arguments.no_lpips, num_processes=1)

@@ -20,6 +20,11 @@ python3 -m ldiff.planning.summary -d 001
 if [ ! -f "$raw/Dataset002_MSPhantomT1/dataset.json" ]; then
   ldiff_select_channels -d 001 --channels T1w -o Dataset002_MSPhantomT1
 fi
+# The plan printed above is Dataset001's (what training would use); the fills below use the demo
+# model's own plan, carried in its model.json:
+python3 -m ldiff.planning.summary -m ldiff/demo_models/t1_cond_fill
+echo "Filling ${DEMO_CASES:-3} test case(s) with the demo model (one draw, then the mean of 4, DPM-Solver++ 10 steps)"
+echo "and six classic fillers, then scoring: about $(( ${DEMO_CASES:-3} * 3 )) minutes on an idle 2-core CPU."
 python3 benchmarks/fill_comparison.py -d 2 --models ldiff/demo_models/t1_cond_fill --cases "${DEMO_CASES:-3}" \
   --sampler dpm_solver --steps 10 --batch-size 32 --num-samples 1 4 \
   -o benchmark_results/demo

@@ -1,4 +1,5 @@
-"""A short human-readable summary of a dataset's fingerprint and plans (``python -m ldiff.planning.summary -d 001``)."""
+"""A short human-readable summary of a dataset's fingerprint and plans (``python -m ldiff.planning.summary -d 001``),
+or of the plan a trained model carries (``-m MODEL_FOLDER``)."""
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,36 @@ def summarise(plans: dict, fingerprint: dict) -> str:
     return "\n".join(lines)
 
 
+def summarise_model(description: dict) -> str:
+    """Plain-text summary of the plan a trained model carries in its model.json (what prediction uses)."""
+    network = description["network"]
+    training = description.get("training", {})
+    window = description.get("patch_size") or description.get("slice_size")
+    lines = [
+        f"Model: {description['task']} {description.get('config_name', '?')}, channels "
+        f"{', '.join(description['channel_names'])}, trained on {description.get('dataset_name', '?')}",
+        f"  target spacing {description['target_spacing']} mm, normalisation {description['normalization']['scheme']} to [-1, 1]",
+        f"  mask dilation {description['mask_dilation']['radius_voxels']} voxel(s)",
+        f"  UNet channels {network['channels']}, {window[0]}x{window[1]} training patches, stack depth "
+        f"{description.get('stack_depth', 1)}, {description['diffusion']['prediction_type']}",
+    ]
+    if training:
+        lines.append(f"  {training.get('num_training_steps', '?')} training steps of batch {training.get('batch_size', '?')}"
+                     + (f", fine-tuned from {training['pretrained_weights']}" if training.get("pretrained_weights") else ""))
+    return "\n".join(lines)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Print a summary of a dataset's plans.")
-    parser.add_argument("-d", "--dataset", required=True)
+    parser = argparse.ArgumentParser(description="Print a summary of a dataset's plans or of a trained model's plan.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-d", "--dataset")
+    source.add_argument("-m", "--model", help="a trained model folder (model.json), e.g. ldiff/demo_models/t1_cond_fill")
     arguments = parser.parse_args()
+    if arguments.model is not None:
+        from pathlib import Path
+
+        print(summarise_model(load_json(Path(arguments.model) / "model.json")))
+        return
     name = paths.find_dataset_name(arguments.dataset, [paths.preprocessed_root()])
     folder = paths.preprocessed_root() / name
     print(summarise(load_json(folder / "plans.json"), load_json(folder / "fingerprint.json")))
