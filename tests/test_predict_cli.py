@@ -300,3 +300,15 @@ def test_cli_refuses_wrong_paths_before_loading_torch(tmp_path):
                                 timeout=120)
         assert result.stdout.split() == ["1", "False"], (arguments, result.stdout, result.stderr)
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_previews_are_named_after_their_output_beside_it(tmp_path):
+    from ldiff.inference.jobs import plan_jobs
+
+    t1 = write(as_image(np.zeros((4, 8, 8), np.float32)), tmp_path / "t1.nii.gz")
+    mask = write(as_image(np.zeros((4, 8, 8), np.uint8), np.uint8), tmp_path / "lesions.nii.gz")
+    (job,) = plan_jobs([t1], tmp_path / "out" / "filled.nii.gz", mask)
+    assert files.preview_path(job) == tmp_path / "out" / "filled_preview.png"
+    images, _, _ = make_folder(tmp_path / "folder", cases=("case_a",))
+    (job,) = plan_jobs([images], tmp_path / "out2")
+    assert files.preview_path(job) == tmp_path / "out2" / "case_a_preview.png"

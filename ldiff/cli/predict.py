@@ -118,7 +118,10 @@ def main() -> None:
             arguments.continue_run, arguments.preview, arguments.num_parts, arguments.part_id,
             arguments.lesion_intensity,
         )
-        print(f"Wrote {len(written)} file(s) under {arguments.output}")
+        if len(written) <= 10:
+            print("Wrote " + (", ".join(str(path) for path in written) or "nothing") + ".")
+        else:
+            print(f"Wrote {len(written)} files under {arguments.output}.")
 
     run_command(work)
 

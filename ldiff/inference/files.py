@@ -31,7 +31,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from ldiff.errors import LdiffError
-from ldiff.io.cases import CheckedJobs, FillJob, case_seed, load_job, nifti_ending
+from ldiff.io.cases import CheckedJobs, FillJob, case_seed, load_job, nifti_ending, split_channel_name
 from ldiff.inference.model_loading import choose_model_folder
 from ldiff.inference.predictor import Predictor, SamplingOptions
 from ldiff.io import Geometry, write_image_atomic
@@ -73,8 +73,12 @@ def is_finished(job: FillJob) -> bool:
 
 
 def preview_path(job: FillJob) -> Path:
+    """Beside the first output, named after it: ``-o filled.nii.gz`` gives ``filled_preview.png``, a case
+    folder ``{case}_preview.png`` (its channel suffix dropped)."""
     first = outputs_of(job)[0]
-    return first.parent / f"{job.case}_preview.png"
+    stem = first.name[: len(first.name) - len(nifti_ending(first) or first.suffix)]
+    parts = split_channel_name(first.name)
+    return first.parent / f"{parts[0] if parts else stem}_preview.png"
 
 
 def check_channels(job: FillJob, predictor: Predictor, single: bool) -> None:
@@ -136,7 +140,7 @@ def predict_case(predictor: Predictor, job: FillJob, seed: int, lesion_intensity
 
         arrays = [sitk.GetArrayViewFromImage(image) for image in images]
         outputs = [sitk.GetArrayViewFromImage(image) for image in result.images]
-        title = f"{job.case}: {predictor.model.describe()}"
+        title = f"{job.case}: {predictor.model.describe()}; {predictor.describe_sampling()}"
         written.append(write_preview(preview_path(job), arrays, mask, outputs, Geometry.of(images[0]),
                                      predictor.model.channel_names, title))
     return written
