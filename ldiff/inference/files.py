@@ -29,6 +29,7 @@ from typing import Sequence
 
 import SimpleITK as sitk
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ldiff.errors import LdiffError
 from ldiff.io.cases import CheckedJobs, FillJob, case_seed, load_job, nifti_ending, split_channel_name
@@ -186,6 +187,8 @@ def predict_files(inputs: Sequence[str | Path], output: str | Path, model: Model
     if lesion_intensity is not None and not task.takes_lesion_intensity:
         logger.warning("--lesion-intensity is for uncond_synth models; ignored for this %s model.", task.name)
     written: list[Path] = []
-    for job in tqdm(jobs, desc="predicting", unit="case", disable=not progress):
-        written.extend(predict_case(predictor, job, seed, lesion_intensity, preview, progress, checked.take(job)))
+    # Warnings (an empty mask, say) go on a line of their own, not into the progress bar's line.
+    with logging_redirect_tqdm():
+        for job in tqdm(jobs, desc="predicting", unit="case", disable=not progress):
+            written.extend(predict_case(predictor, job, seed, lesion_intensity, preview, progress, checked.take(job)))
     return written
