@@ -36,6 +36,7 @@ from ldiff.io.cases import CheckedJobs, FillJob, case_seed, load_job, nifti_endi
 from ldiff.inference.model_loading import choose_model_folder
 from ldiff.inference.predictor import Predictor, SamplingOptions
 from ldiff.io import Geometry, write_image_atomic
+from ldiff.inference.input_checks import input_warnings
 from ldiff.inference.jobs import METHOD, plan_jobs
 
 logger = logging.getLogger("ldiff")
@@ -133,6 +134,11 @@ def predict_case(predictor: Predictor, job: FillJob, seed: int, lesion_intensity
     ``loaded``: the case's files as :func:`load_job` returns them, when already read (else read here).
     """
     images, mask, _ = loaded if loaded is not None else load_job(job)
+    target_spacing = predictor.model.description.get("target_spacing")
+    if target_spacing:
+        for message in input_warnings(str(job.image_files[0]), sitk.GetArrayViewFromImage(images[0]),
+                                      images[0].GetSpacing(), target_spacing):
+            logger.warning(message)
     result = predictor.predict(images, mask, seed=case_seed(seed, job.case), lesion_intensity=lesion_intensity,
                                mask_name=str(job.mask_file), image_name=str(job.image_files[0]), progress=progress)
     written = write_case_outputs(job.case, result.images, outputs_of(job))

@@ -1,0 +1,48 @@
+"""Warnings about inputs unlike what a model was trained on: they still fill, but less reliably.
+
+Two checks that need no model output:
+
+* **Anisotropy**: voxels much longer along one axis (e.g. 1 x 1 x 5 mm clinical slices). Prediction
+  resamples the image to the model's target spacing, so along the coarse axis the network sees
+  interpolated tissue.
+* **Skull left on**: the shipped models saw skull-stripped scans, whose background outside the brain is
+  one constant value (0 after stripping). A head image with skull and scalp has little such background;
+  its intensity normalisation (percentiles of the non-background voxels) then sees fat and bone.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+MAX_ANISOTROPY = 3.0
+"""Warn when the longest voxel edge is more than this many times the shortest."""
+MIN_BACKGROUND_FRACTION = 0.15
+"""Warn when fewer voxels than this share the image's most common value (a skull-stripped scan has
+30-80 % of such background even when cropped to the brain's bounding box)."""
+
+
+def input_warnings(name: str, array: np.ndarray, spacing: Sequence[float], target_spacing: Sequence[float]
+                   ) -> list[str]:
+    """One sentence per reason to doubt that the model suits this image.
+
+    Args:
+        name: the file, for the message.
+        array: the image's voxels, any shape and dtype.
+        spacing: its voxel size in mm (any axis order).
+        target_spacing: the model's training spacing in mm.
+    """
+    messages = []
+    spacing = [float(value) for value in spacing]
+    ratio = max(spacing) / min(spacing)
+    if ratio > MAX_ANISOTROPY:
+        messages.append(f"{name}: voxels of {' x '.join(f'{v:g}' for v in spacing)} mm (the longest edge {ratio:.1f} "
+                        f"times the shortest); the model was trained at {' x '.join(f'{float(v):g}' for v in target_spacing)} "
+                        "mm, so the image is resampled and detail along its coarse axis is interpolated: check the fill.")
+    values, counts = np.unique(np.asarray(array).ravel(), return_counts=True)
+    background = counts.max() / counts.sum() if counts.size else 1.0
+    if background < MIN_BACKGROUND_FRACTION:
+        messages.append(f"{name}: only {100 * background:.0f} % of its voxels are background; is the skull still on? "
+                        "The model saw skull-stripped scans: strip the skull first (for example with HD-BET or "
+                        "SynthStrip) for a reliable intensity normalisation.")
+    return messages
