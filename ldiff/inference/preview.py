@@ -1,7 +1,8 @@
 """A preview PNG of one predicted case: input, mask outline and output through the largest lesion.
 
-One block of three rows (axial, coronal, sagittal) per channel and three columns (input, input with
-the mask's outline, output). The views are cut through the voxel of the largest mask component that
+One block of three rows (axial, coronal, sagittal) per channel and four columns (input, input with
+the mask's outline, output, and the output zoomed to 48 mm around the lesion with the outline: lesions
+are 5-10 voxels wide, too small to judge in a whole-slice panel). The views are cut through the voxel of the largest mask component that
 lies closest to its centre of mass, shown in RAS+ orientation (anterior and superior up) with the
 voxel aspect of the spacing, and input and output share one grey window (the 0.5th to 99.5th
 percentiles of the input's non-background voxels), so any change of intensity is visible.
@@ -21,7 +22,8 @@ from ldiff.masks import label_components
 from ldiff.preprocessing import Reorientation
 
 VIEWS = ("axial", "coronal", "sagittal")
-COLUMNS = ("input", "mask outline", "output")
+COLUMNS = ("input", "mask outline", "output", "output, zoomed")
+ZOOM_MM = 48.0
 PANEL_INCHES = 2.6
 MASK_COLOUR = "#ff3030"
 
@@ -45,6 +47,19 @@ def _view(volume: np.ndarray, view: str, centre: Sequence[int]) -> np.ndarray:
     if view == "coronal":
         return volume[:, centre[1], :]    # rows z (inferior -> superior), columns x
     return volume[:, :, centre[2]]        # rows z, columns y
+
+
+def _zoom_box(view: str, centre: Sequence[int], shape: Sequence[int], spacing_xyz: Sequence[float]
+              ) -> tuple[slice, slice]:
+    """(rows, columns) of the view's ZOOM_MM window around the lesion centre, inside the volume."""
+    x, y, z = spacing_xyz
+    axes = {"axial": ((1, y), (2, x)), "coronal": ((0, z), (2, x)), "sagittal": ((0, z), (1, y))}[view]
+    box = []
+    for axis, step in axes:
+        half = max(int(round(ZOOM_MM / 2 / step)), 4)
+        start = min(max(int(centre[axis]) - half, 0), max(int(shape[axis]) - 2 * half, 0))
+        box.append(slice(start, start + 2 * half))
+    return box[0], box[1]
 
 
 def _aspect(view: str, spacing_xyz: Sequence[float]) -> float:
@@ -92,11 +107,14 @@ def write_preview(path: str | Path, inputs: Sequence[np.ndarray], mask: np.ndarr
         for view_index, view in enumerate(VIEWS):
             row = channel * len(VIEWS) + view_index
             aspect = _aspect(view, spacing)
-            for column, (volume, outline) in enumerate(((before, False), (before, True), (after, False))):
+            rows_box, columns_box = _zoom_box(view, centre, canonical_mask.shape, spacing)
+            for column, (volume, outline, zoom) in enumerate(((before, False, False), (before, True, False),
+                                                              (after, False, False), (after, True, True))):
                 axis = axes[row][column]
-                axis.imshow(_view(volume, view, centre).astype(np.float32), cmap="gray", vmin=low, vmax=high,
+                box = (rows_box, columns_box) if zoom else (slice(None), slice(None))
+                axis.imshow(_view(volume, view, centre)[box].astype(np.float32), cmap="gray", vmin=low, vmax=high,
                             origin="lower", aspect=aspect, interpolation="nearest")
-                cut = _view(canonical_mask, view, centre)
+                cut = _view(canonical_mask, view, centre)[box]
                 if outline and cut.any():
                     axis.contour(cut.astype(np.float32), levels=[0.5], colors=MASK_COLOUR, linewidths=0.8)
                 axis.set_xticks([])
