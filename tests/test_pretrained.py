@@ -133,10 +133,9 @@ def test_the_float16_demo_model_loads_into_a_matching_plan(data_roots):
     edited_dataset(data_roots, "Dataset904_OwnT1", like_the_demo)
     run = resolve_run(904, "2d", "cond_fill", 0)
     recorded = resolve_pretrained(DEMO_MODEL, run)
+    stored = torch.load(DEMO_MODEL / checkpoints.FINAL_NAME, weights_only=True)
     assert recorded["pretrained_model"] == {"dataset_name": demo["dataset_name"], "task": "cond_fill",
-                                            "config_name": "2d",
-                                            "step": torch.load(DEMO_MODEL / checkpoints.FINAL_NAME,
-                                                               weights_only=True)["step"]}
+                                            "config_name": "2d", "step": stored["step"]}
     weights = torch.load(DEMO_MODEL / checkpoints.FINAL_NAME, weights_only=True)["state_dict"]
     assert {value.dtype for value in weights.values()} == {torch.float16}
     trainer = fresh_trainer(run, **recorded)
