@@ -8,7 +8,7 @@
 # Their lesion-free truth (healthyTs) is known, so each filler's remaining bias is measured. Methods: the
 # unfilled scan, the same scan again under another name (the run-to-run variation of the thickness
 # pipeline), the default ldiff model with its default sampling (the mean of 4 draws) and with one draw,
-# and the classic fillers, every filler replacing the lesion mask dilated like the model's (2 voxels).
+# and the classic fillers, every filler replacing the lesion mask dilated as the model's plan does (--dilate-like).
 # Patients: the T1 of patient07 and patient19 of ../shared/data/open_ms_data (Lesjak et al. 2017, CC-BY;
 # linked, never copied), their real lesions filled the same way; no truth, so change against unfilled only.
 # Scans are on the MNI152 grid, so regions come from world coordinates (--regions mni).
@@ -23,14 +23,13 @@ out="${OUT:-benchmark_results/thickness}"
 model="${MODEL:-ldiff/demo_models/t1_cond_fill}"
 cases="${CASES:-2}"
 classic=(patch biharmonic ringmedian slf nawm rim)
-dilate=2  # the shipped model's planned mask dilation: every filler replaces the same region
 
 fill_all() {  # $1 = scans folder holding unfilled/ and masks/
   local s="$1" m
   ldiff_predict -i "$s/unfilled" --masks "$s/masks" -m "$model" -o "$s/ldiff_mean4" --continue
   ldiff_predict -i "$s/unfilled" --masks "$s/masks" -m "$model" -o "$s/ldiff_one" --num-samples 1 --continue
   for m in "${classic[@]}"; do
-    [ -d "$s/$m" ] || ldiff_fill_classic -i "$s/unfilled" --masks "$s/masks" -o "$s/$m" --method "$m" --dilate "$dilate"
+    [ -d "$s/$m" ] || ldiff_fill_classic -i "$s/unfilled" --masks "$s/masks" -o "$s/$m" --method "$m" --dilate-like "$model"
   done
 }
 
