@@ -50,17 +50,29 @@ DATA = Path(os.environ.get("OPEN_MS_DATA", REPO.parent / "shared" / "data" / "op
 PHANTOMS = "Dataset002_MSPhantomT1"
 DATASETS = {"207": ("Dataset207_GpuP07T1", ["07"]), "219": ("Dataset219_GpuP19T1", ["19"]),
             "220": ("Dataset220_GpuP07P19T1", ["07", "19"])}
-# run name -> (dataset id, configuration, batch size)
+# Round -> run name -> (dataset id, configuration, batch size, weights it starts from, --slice-axes).
 # A data worker makes about 380 2d samples per second (2.6 ms each, profiled on this project's CPU), and
 # the demo network's step at batch 128 takes the GPU a few milliseconds: the data workers set the pace.
-RUNS = {"2d_p07": ("207", "2d", 128), "2d_p19": ("219", "2d", 128), "2d_both": ("220", "2d", 128),
-        "p3d_p19": ("219", "p3d", 24)}
+# Round 1 started every run from the phantom-only demo model (ldiff/demo_models/t1_cond_fill as of
+# commit 1fa36e9). Round 2 continues round 1's models (``prepare --pretrained-from`` copies them into
+# .gpu/pretrained; 2d_both is the shipped demo model since) with slices drawn from all three views, and
+# one control run that continues 2d_p07 on axial slices only for the same time.
+ROUNDS = {
+    1: {"2d_p07": ("207", "2d", 128, "DEMO", "axial"), "2d_p19": ("219", "2d", 128, "DEMO", "axial"),
+        "2d_both": ("220", "2d", 128, "DEMO", "axial"), "p3d_p19": ("219", "p3d", 24, "DEMO", "axial")},
+    2: {"2d_p07_all": ("207", "2d", 128, ".gpu/pretrained/2d_p07", "all"),
+        "2d_p19_all": ("219", "2d", 128, ".gpu/pretrained/2d_p19", "all"),
+        "2d_both_all": ("220", "2d", 128, "DEMO", "all"),
+        "2d_p07_axial": ("207", "2d", 128, ".gpu/pretrained/2d_p07", "axial")},
+}
+RUNS = ROUNDS[2]
+PRETRAINED_TO_CARRY = ("2d_p07", "2d_p19")
 NETWORK = ["network.num_levels=4", "network.channels=[32,64,128,128]", "patch_size=[64,64]"]
 PLAN_OVERRIDES = ([f"2d.{item}" for item in NETWORK] + [f"p3d.{item}" for item in NETWORK]
                   + ["p3d.stack_depth=6", "2d.batch_size=64", "p3d.batch_size=12",
                      "diffusion.prediction_type=v_prediction", "mask_dilation.radius_voxels=2"])
-TRAIN_OPTIONS = ["-f", "all", "--pretrained-weights", str(DEMO), "--lr", "1e-4",
-                 "--augmentation", "strong", "--validate-every", "0", "--checkpoint-every", "500"]
+TRAIN_OPTIONS = ["-f", "all", "--lr", "1e-4", "--augmentation", "strong", "--validate-every", "0",
+                 "--checkpoint-every", "500"]
 
 
 def run(command: list[str], **kwargs) -> None:
@@ -124,7 +136,14 @@ def prepare(arguments: argparse.Namespace) -> None:
                     write_transport_copy(path, blob)
                 manifest.append([str(path.relative_to(preprocessed_root())), digest])
     (pack / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    size = sum(path.stat().st_size for path in (pack / "blobs").iterdir())
+    for name in PRETRAINED_TO_CARRY:  # round 2 continues round 1's models (weights and model.json only)
+        source = Path(arguments.pretrained_from) / name
+        if not (source / "checkpoint_final.pth").is_file():
+            sys.exit(f"{source} has no checkpoint_final.pth: unpack round 1's models there first.")
+        (pack / "pretrained" / name).mkdir(parents=True)
+        for file_name in ("checkpoint_final.pth", "model.json"):
+            shutil.copyfile(source / file_name, pack / "pretrained" / name / file_name)
+    size = sum(path.stat().st_size for path in pack.rglob("*") if path.is_file())
     print(f"Packed {len(manifest)} files ({size / 2**20:.1f} MiB after removing repeats) into {pack}")
 
 
@@ -173,15 +192,18 @@ def install_simpleitk_stub(folder: Path) -> None:
 
 
 def train_command(run_name: str, steps: int, warmup: int, workers: int, device: str, log_every: int) -> list[str]:
-    number, configuration, batch_size = RUNS[run_name]
+    number, configuration, batch_size, pretrained, slice_axes = RUNS[run_name]
+    weights = DEMO if pretrained == "DEMO" else REPO / pretrained
     return [sys.executable, "-m", "ldiff.cli.train", number, configuration, "cond_fill", *TRAIN_OPTIONS,
+            "--pretrained-weights", str(weights), "--slice-axes", slice_axes,
             "--steps", str(steps), "--warmup-steps", str(warmup), "--batch-size", str(batch_size),
             "--num-workers", str(workers), "--device", device, "--log-every", str(log_every)]
 
 
 def model_folder(run_name: str) -> Path:
-    number, configuration, _ = RUNS[run_name]
-    return results_root() / DATASETS[number][0] / f"cond_fill__{configuration}" / "fold_all"
+    """Each run trains in a results root of its own: two runs on one dataset and configuration must not share a folder."""
+    number, configuration = RUNS[run_name][:2]
+    return results_root() / run_name / DATASETS[number][0] / f"cond_fill__{configuration}" / "fold_all"
 
 
 def run_all(steps: dict[str, int], warmup: int, workers: int, device: str, logs: Path, label: str,
@@ -191,8 +213,9 @@ def run_all(steps: dict[str, int], warmup: int, workers: int, device: str, logs:
     for run_name in steps:
         shutil.rmtree(model_folder(run_name), ignore_errors=True)
         log = open(logs / f"{label}_{run_name}.log", "w")
+        environment = dict(os.environ, ldiff_results=str(results_root() / run_name))
         processes[run_name] = (subprocess.Popen(train_command(run_name, steps[run_name], warmup, workers, device, log_every),
-                                                stdout=log, stderr=subprocess.STDOUT), log)
+                                                stdout=log, stderr=subprocess.STDOUT, env=environment), log)
         started[run_name] = time.time()
     while processes:
         for run_name, (process, log) in list(processes.items()):
@@ -235,12 +258,16 @@ def device(arguments: argparse.Namespace) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     import torch  # only for the hardware record
 
+    global RUNS
+    RUNS = {name: RUNS[name] for name in (arguments.runs or RUNS)}
+
     record = {"command": " ".join(sys.argv), "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO,
               capture_output=True, text=True).stdout.strip(), "date": datetime.datetime.now(datetime.UTC).isoformat(),
               "hardware": {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                            "cpu_cores": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform()},
-              "runs": {name: {"dataset": DATASETS[number][0], "configuration": configuration, "batch_size": batch_size}
-                       for name, (number, configuration, batch_size) in RUNS.items()}}
+              "runs": {name: {"dataset": DATASETS[number][0], "configuration": configuration, "batch_size": batch_size,
+                              "pretrained_weights": pretrained, "slice_axes": slice_axes}
+                       for name, (number, configuration, batch_size, pretrained, slice_axes) in RUNS.items()}}
     calibration = {name: arguments.calibration_steps for name in RUNS}
     run_all(calibration, warmup=10, workers=arguments.workers, device=arguments.device, logs=logs,
             label="calibration", log_every=1)
@@ -267,7 +294,10 @@ def device(arguments: argparse.Namespace) -> None:
         if not (folder / "checkpoint_final.pth").is_file():
             record["runs"][name]["failed"] = True
             continue
-        record["runs"][name]["step_seconds"] = mean_step_seconds(name, 50)
+        try:
+            record["runs"][name]["step_seconds"] = mean_step_seconds(name, 50)
+        except (OSError, RuntimeError, ValueError) as error:  # a record without timing beats losing the weights
+            print(f"{name}: no step timing ({error})", flush=True)
         record["runs"][name]["samples"] = steps[name] * RUNS[name][2]
         exported = export_half(folder, work / "export" / name)
         with tarfile.open(out / f"{name}.tar", "w") as archive:
@@ -310,27 +340,28 @@ def unpack(arguments: argparse.Namespace) -> None:
 
 
 CLASSIC = ["biharmonic", "patch", "ringmedian", "slf"]
-# patient -> the models that never saw it
-HELD_OUT = {"07": ["2d_p19", "p3d_p19"], "19": ["2d_p07"]}
+# patient -> the round 2 models that never saw it, each with the sampling variants compared (the
+# default of a model trained on all views is one draw in each of the three views)
+HELD_OUT = {"07": ["2d_p19_all"], "19": ["2d_p07_all", "2d_p07_axial"]}
+VARIANTS = {"all": ["", "@num_samples=2", "@views=axial"], "axial": ["", "@views=all,num_samples=1"]}
 
 
 def score(arguments: argparse.Namespace) -> None:
     """``ldiff_benchmark`` on each patient with the models that never saw it, and on the test phantoms."""
     models, out = Path(arguments.models), Path(arguments.output)
-    demo = str(DEMO.relative_to(REPO))
     for patient, names in HELD_OUT.items():
         if arguments.only and patient not in arguments.only:
             continue
         image, mask = DATA / f"patient{patient}" / "T1.nii.gz", DATA / f"patient{patient}" / "lesion_mask.nii.gz"
         common = ["ldiff_benchmark", "-i", str(image), "--mask", str(mask), "--channel-names", "T1w"]
-        held = [f"ldiff:{models / name}" for name in names]
-        run([*common, "-o", str(out / f"patient{patient}"), "--methods", f"ldiff:{demo}", *held,
-             f"ldiff:{models / names[0]}@sampler=dpm_solver,steps=10,num_samples=4", *CLASSIC, "--no-real-lesions"])
-        run([*common, "-o", str(out / f"patient{patient}_real"), "--methods", f"ldiff:{demo}", held[0], *CLASSIC,
+        held = [f"ldiff:{models / name}{variant}" for name in names for variant in VARIANTS[RUNS[name][4]]]
+        run([*common, "-o", str(out / f"patient{patient}"), "--methods", *held, *CLASSIC, "--no-real-lesions",
              "--no-lpips"])
+        run([*common, "-o", str(out / f"patient{patient}_real"), "--methods", held[0], *CLASSIC, "--no-lpips"])
     if not arguments.only or "phantoms" in arguments.only:
-        run(["ldiff_benchmark", "-d", "002", "--split", "Ts", "-o", str(out / "phantoms"), "--methods", f"ldiff:{demo}",
-             *[f"ldiff:{models / name}" for name in RUNS if name.startswith("2d")], *CLASSIC, "--no-real-lesions"])
+        run(["ldiff_benchmark", "-d", "002", "--split", "Ts", "-o", str(out / "phantoms"), "--methods",
+             f"ldiff:{models / '2d_both_all'}", f"ldiff:{models / '2d_both_all'}@views=axial", *CLASSIC,
+             "--no-real-lesions", "--no-lpips"])
 
 
 def main() -> None:
@@ -340,6 +371,8 @@ def main() -> None:
     prepare_parser.add_argument("--phantoms", type=int, default=4)
     prepare_parser.add_argument("--repeats", type=int, default=6)
     prepare_parser.add_argument("-o", "--output", default=str(REPO / ".gpu"))
+    prepare_parser.add_argument("--pretrained-from", default=str(REPO / "benchmark_results" / "gpu_models"),
+                                help="round 1's unpacked models (2d_p07, 2d_p19), which round 2 continues")
     device_parser = commands.add_parser("device")
     device_parser.add_argument("--pack", default=str(REPO / ".gpu"))
     device_parser.add_argument("--work", default="/tmp/ldiff_gpu")
@@ -350,12 +383,13 @@ def main() -> None:
     device_parser.add_argument("--warmup-steps", type=int, default=200)
     device_parser.add_argument("--workers", type=int, default=3)
     device_parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script at tiny sizes")
+    device_parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), help="a subset of the round's runs (default all)")
     unpack_parser = commands.add_parser("unpack")
     unpack_parser.add_argument("folder")
     unpack_parser.add_argument("--target", default=str(REPO / "benchmark_results" / "gpu_models"))
     score_parser = commands.add_parser("score")
     score_parser.add_argument("--models", default=str(REPO / "benchmark_results" / "gpu_models"))
-    score_parser.add_argument("-o", "--output", default=str(REPO / "benchmark_results" / "gpu_real_training"))
+    score_parser.add_argument("-o", "--output", default=str(REPO / "benchmark_results" / "gpu_real_training_round2"))
     score_parser.add_argument("--only", nargs="+", help="07, 19 and/or phantoms (default: all)")
     arguments = parser.parse_args()
     {"prepare": prepare, "device": device, "unpack": unpack, "score": score}[arguments.command](arguments)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -386,3 +387,46 @@ def test_task_defaults_decide_sampler_steps_and_draws(models, case):
     assert synth.describe_sampling() == "ddim 25 steps, one draw per crop"
     named = Predictor.from_folder(models[("cond_fill", "2d")], sampler="ddim")
     assert named.describe_sampling() == "ddim 25 steps, mean of 4 draws per crop"  # a named sampler's own steps
+
+
+# ---- views: the fill along several slice orientations, averaged ------------------------------------
+def test_a_fill_over_views_is_the_mean_of_each_views_fill_and_keeps_the_outside(models, case):
+    images, lesion = case
+    floats = [sitk.Cast(i, sitk.sitkFloat32) for i in images]
+    options = dict(options_for("cond_fill"), sampler="ddim", eta=0.0, num_samples=1)
+
+    def fill(views):
+        predictor = Predictor.from_folder(models[("cond_fill", "2d")], views=views, **options)
+        return predictor.predict(floats, lesion, seed=3)
+
+    both, axial, coronal = fill(("axial", "coronal")), fill(("axial",)), fill(("coronal",))
+    outside = ~dilated(lesion)
+    for channel, source in enumerate(arrays_of(images)):
+        joint, one, other = (sitk.GetArrayFromImage(r.images[channel]) for r in (both, axial, coronal))
+        assert np.array_equal(source[outside].astype(np.float32), joint[outside])
+        assert np.allclose(joint, (one.astype(np.float64) + other) / 2, atol=1e-5)
+        # the views really differ: their mean is neither of them
+        assert not np.allclose(joint[lesion], one[lesion], atol=1e-4)
+    assert both.crops == axial.crops + coronal.crops
+
+
+def test_views_default_to_the_models_training_and_split_the_default_draws(models, tmp_path):
+    axial_model = Predictor.from_folder(models[("cond_fill", "2d")])
+    assert axial_model.views == ("axial",) and axial_model.num_samples == 4
+    folder = tmp_path / "all_axes"
+    shutil.copytree(models[("cond_fill", "2d")], folder)
+    description = json.loads((folder / "model.json").read_text())
+    description["training"]["slice_axes"] = "all"
+    (folder / "model.json").write_text(json.dumps(description))
+    every_view = Predictor.from_folder(folder)
+    # three views at 4 // 3 = 1 draw each: about the cost of one view's 4 draws
+    assert every_view.views == ("axial", "coronal", "sagittal") and every_view.num_samples == 1
+    assert every_view.describe_sampling().endswith("one draw per crop in each of 3 views (axial, coronal, sagittal)")
+    assert Predictor.from_folder(folder, views="axial").views == ("axial",)
+    description["target_spacing"] = [1.0, 1.0, 3.0]
+    (folder / "model.json").write_text(json.dumps(description))
+    assert Predictor.from_folder(folder).views == ("axial",)  # anisotropic voxels: axial only
+    with pytest.raises(LdiffError, match="near-isotropic"):
+        Predictor.from_folder(folder, views="all")
+    with pytest.raises(LdiffError, match="unknown view 'oblique'"):
+        Predictor.from_folder(folder, views=("oblique",))

@@ -18,6 +18,7 @@ from ldiff.masks import LesionLibrary, dilate_mask
 from ldiff.tasks import TASKS, get_task
 from ldiff.masks import library_cache as library_module
 from ldiff.training.augmentation import (
+    AugmentationParameters,
     NO_SPATIAL_CHANGE,
     SpatialDraw,
     augment_intensity,
@@ -181,7 +182,7 @@ def test_stacks_beyond_the_volume_are_background(dataset):
     assert (image[:, 0] == -1).all() and not labels[0].any()
     assert np.array_equal(image[:, 1:], arrays.image[:, :2]) and np.array_equal(labels[1:], arrays.labels[:2])
     source.preload()
-    assert sorted(source._cache) == CASES
+    assert sorted(source._cache) == [(case, "axial") for case in CASES]
 
 
 # ---- augmentation building blocks ----------------------------------------------------------------
@@ -357,3 +358,43 @@ def test_noise_and_bias_field_augmentation_change_only_the_brain():
     assert np.abs(difference[brain]).max() > 0.01
     # a bias field is smooth: neighbouring voxels differ far less than the field varies overall
     assert np.abs(np.diff(difference[0, 5:35, 5:35], axis=1)).max() < 0.2 * np.ptp(difference[brain])
+
+
+# ---- views: slices along other axes ----------------------------------------------------------------
+def _gradient_dataset(folder):
+    """One case whose image is the slice's z index (scaled): constant in axial slices, rising along Z elsewhere."""
+    z = np.indices(SHAPE)[0]
+    brain = np.ones(SHAPE, np.uint8)
+    image = np.stack([z / SHAPE[0] - 0.5] * 2).astype(np.float32)
+    data_folder = folder / IDENTIFIER
+    save_npz_atomic(data_folder / "case_000.npz", image=image, lesion=np.zeros(SHAPE, np.uint8), brain=brain, wm=brain)
+    return data_folder
+
+
+def test_views_slice_along_their_own_axis_and_sagittal_slices_are_never_mirrored(tmp_path):
+    data_folder = _gradient_dataset(tmp_path)
+    plans = copy.deepcopy(PLANS)
+    plans["configurations"]["2d"]["patch_size"] = [16, 16]
+    mirror_always = AugmentationParameters(mirror_probability=1.0, rotation_probability=0.0, scaling_probability=0.0,
+                                           brightness_probability=0.0, contrast_probability=0.0, gamma_probability=0.0,
+                                           bias_field_probability=0.0, noise_probability=0.0)
+
+    def images(views):
+        source = SampleSource(data_folder, ["case_000"], plans, "2d", get_task("cond_fill"), seed=0,
+                              augmentation=mirror_always, views=views)
+        return [source.draw(0, index).image[0] for index in range(12)]
+
+    for image in images(("axial",)):  # an axial slice has one z: constant inside the brain
+        inside = image > -1
+        assert np.ptp(image[inside]) == 0
+    for image in images(("coronal",)):  # in-plane (Z, X): rises down the rows, even mirrored (X only)
+        rows = image.max(axis=1)
+        assert np.all(np.diff(rows[rows > -1]) > 0)
+    for image in images(("sagittal",)):  # in-plane (Y, Z): rises along the columns, never flipped
+        columns = image.max(axis=0)
+        assert np.all(np.diff(columns[columns > -1]) > 0)
+    mixed = SampleSource(data_folder, ["case_000"], plans, "2d", get_task("cond_fill"), seed=0, views=("axial", "coronal", "sagittal"))
+    axial_only = SampleSource(data_folder, ["case_000"], plans, "2d", get_task("cond_fill"), seed=0)
+    assert not all(np.array_equal(mixed.draw(0, i).image, axial_only.draw(0, i).image) for i in range(6))
+    with pytest.raises(ValueError, match="unknown view"):
+        SampleSource(data_folder, ["case_000"], plans, "2d", get_task("cond_fill"), seed=0, views=("oblique",))

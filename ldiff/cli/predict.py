@@ -75,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--num-samples", type=int,
                           help="average this many draws per crop: 1 is one realistic sample with texture; more give "
                                "the posterior mean (lowest expected error, smoother), at that many times the cost "
-                               "(default: 4 for cond_fill, 1 for the other tasks)")
+                               "(default: 4 for cond_fill, 1 for the other tasks, divided by the number of --views, "
+                               "at least 1)")
+    sampling.add_argument("--views", nargs="+", choices=("axial", "coronal", "sagittal", "all"),
+                          help="slice orientations to fill along; the fills are averaged, with --num-samples draws in "
+                               "each (default: all three for a model trained on all three, ldiff_train --slice-axes "
+                               "all; else axial)")
     sampling.add_argument("--context-margin", type=int, default=16,
                           help="in-plane context voxels around each lesion region (default 16; crops are at least the "
                           "training patch size)")
@@ -112,6 +117,7 @@ def main() -> None:
             sampler=arguments.sampler, steps=arguments.steps, eta=arguments.eta, jump_length=arguments.jump_length,
             resamplings=arguments.resamplings, t0=arguments.t0, batch_size=arguments.batch_size, num_samples=arguments.num_samples,
             context_margin=arguments.context_margin, context_slices=arguments.context_slices,
+            views=None if arguments.views is None else ("all" if "all" in arguments.views else tuple(arguments.views)),
         )
         written = predict_files(
             arguments.input, arguments.output, model, options, arguments.mask, arguments.masks, arguments.seed,

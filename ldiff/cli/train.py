@@ -25,6 +25,7 @@ SETTING_OPTIONS = {
     "log_every": "log_every",
     "lesion_shapes_from": "lesion_shapes_from",
     "augmentation": "augmentation",
+    "slice_axes": "slice_axes",
     "pretrained_weights": "pretrained_weights",
 }
 
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augmentation", choices=("default", "strong"),
                         help="strong: wider intensity, contrast, gamma, noise and bias-field augmentation, for models "
                              "that must work on other scanners (default: default)")
+    parser.add_argument("--slice-axes", choices=("axial", "all"),
+                        help="all: draw training slices from axial, coronal and sagittal views, so that prediction can "
+                             "fill along all three and average them (default: axial)")
     parser.add_argument("--pretrained-weights", metavar="MODEL_FOLDER",
                         help="fine-tune from a trained model folder (a results fold_F folder or a demo model such as "
                              "ldiff/demo_models/t1_cond_fill) of the same task, channels, network and prediction type; "

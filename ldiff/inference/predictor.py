@@ -8,7 +8,9 @@
    brain crop, target spacing, percentile normalisation to [-1, 1]); the dilated mask is carried
    into that space by linear interpolation, keeping every voxel it touches, and limited to the
    brain, as the training masks are;
-3. sampling only the crops of :mod:`ldiff.inference.roi`, in batches of one crop shape;
+3. sampling only the crops of :mod:`ldiff.inference.roi`, in batches of one crop shape, once per
+   view (:mod:`ldiff.slice_views`: the volume sliced axially, coronally or sagittally) and averaged
+   over the views inside the mask;
 4. pasting each crop's own voxels back, mapping the volume to the original grid with
    :func:`ldiff.preprocessing.restore_to_original`, and composing: the input everywhere, the
    restored model output on the dilated-mask voxels the model painted. So every voxel outside the
@@ -65,6 +67,8 @@ from ldiff.io import Geometry, array_to_image, geometry_mismatch
 from ldiff.masks import dilate_mask
 from ldiff.preprocessing import PercentileNormalizer, preprocess_images, restore_to_original
 from ldiff.devices import resolve_device
+from ldiff.seeds import keyed_seed
+from ldiff.slice_views import ALL_VIEWS, check_views, from_view, is_isotropic, to_view
 
 logger = logging.getLogger("ldiff")
 
@@ -86,8 +90,12 @@ class SamplingOptions:
     :func:`ldiff.inference.roi.plan_rois`), ``whole_slices`` (the reference layout, for benchmarks),
     ``num_samples`` (draws averaged per crop: 1 gives one realistic sample with texture; K > 1 gives
     their mean, an estimate of the posterior mean that minimises the expected squared error, smoother
-    than any single draw, at K times the cost). ``sampler``, ``steps`` and ``num_samples`` default to
-    the task's :attr:`~ldiff.tasks.Task.default_sampling`.
+    than any single draw, at K times the cost), ``views`` (slice orientations, see
+    :mod:`ldiff.slice_views`: the mask is filled along each and the fills averaged; ``num_samples``
+    draws in each view; also ``"all"`` or names joined by ``+``). ``sampler``, ``steps`` and ``num_samples`` default to the task's
+    :attr:`~ldiff.tasks.Task.default_sampling`, ``num_samples`` divided by the number of views (at
+    least 1), so that several views cost about what one does; ``views`` to the model's (see
+    :attr:`Predictor.views`).
     """
 
     sampler: str | None = None
@@ -101,6 +109,7 @@ class SamplingOptions:
     context_slices: int | None = None
     whole_slices: bool = False
     num_samples: int | None = None
+    views: tuple[str, ...] | str | None = None
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "jump_length": self.jump_length,
@@ -110,6 +119,15 @@ class SamplingOptions:
                     if value is not None and value < 1]
         problems += [f"{name} must be >= 0, got {value}" for name, value in non_negative.items()
                      if value is not None and value < 0]
+        if self.views is not None:
+            # "all", or names joined by "+" (the form a benchmark method spec can carry), or a sequence.
+            views = self.views
+            if isinstance(views, str):
+                views = ALL_VIEWS if views == "all" else tuple(views.split("+"))
+            try:
+                object.__setattr__(self, "views", check_views(views))
+            except ValueError as error:
+                problems.append(f"views: {error}".rstrip("."))
         if problems:
             raise LdiffError("Invalid prediction options: " + "; ".join(problems) + ".")
 
@@ -196,6 +214,10 @@ class Predictor:
         self.options = options or SamplingOptions()
         self.sampler = build_task_sampler(model, self.options)
         self.network_calls = 0
+        spacing = model.description.get("target_spacing") or (1.0, 1.0, 1.0)
+        if self.views != ("axial",) and not is_isotropic(spacing):
+            raise LdiffError(f"{model.folder} works on {' x '.join(f'{v:g}' for v in spacing)} mm voxels; coronal and "
+                             f"sagittal views need near-isotropic ones, so fill along the axial view only.")
 
     @classmethod
     def from_folder(cls, model_folder: str | Path, checkpoint: str = "final", device: str = "cpu",
@@ -208,13 +230,29 @@ class Predictor:
     def describe_sampling(self) -> str:
         """One line for logs and figure titles, e.g. ``dpm_solver 3 steps, mean of 4 draws per crop``."""
         name, steps = resolved_sampler(self.model, self.options)
-        draws = self.num_samples
-        return f"{name} {steps} steps, " + ("one draw" if draws == 1 else f"mean of {draws} draws") + " per crop"
+        draws, views = self.num_samples, self.views
+        line = f"{name} {steps} steps, " + ("one draw" if draws == 1 else f"mean of {draws} draws") + " per crop"
+        return line if views == ("axial",) else line + f" in each of {len(views)} views ({', '.join(views)})"
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """Slice orientations filled and averaged: the option, else every view for a model trained on all
+        of them (``ldiff_train --slice-axes all``) on a grid of near-isotropic voxels, else axial only."""
+        if self.options.views is not None:
+            return self.options.views
+        training = self.model.description.get("training") or {}
+        spacing = self.model.description.get("target_spacing") or (1.0, 1.0, 1.0)
+        if training.get("slice_axes") == "all" and is_isotropic(spacing):
+            return ALL_VIEWS
+        return ("axial",)
 
     @property
     def num_samples(self) -> int:
-        """Draws averaged per crop: the option, else the task's default."""
-        return int(self.options.num_samples or self.model.task.default_sampling.get("num_samples", 1))
+        """Draws averaged per crop in each view: the option, else the task's default divided by the
+        number of views (at least 1)."""
+        if self.options.num_samples:
+            return int(self.options.num_samples)
+        return max(1, int(self.model.task.default_sampling.get("num_samples", 1)) // len(self.views))
 
     @property
     def batch_size(self) -> int:
@@ -311,13 +349,24 @@ class Predictor:
         paint = (coverage > COVERAGE_THRESHOLD) & brain
         start = model.task.starting_image(
             arrays["image"], lambda: self._with_coarse_lesions(arrays, properties, mask, paint, lesion_intensity))
-        try:
-            plan = plan_rois(paint, model.stack_depth, model.patch_size, model.downsampling_factor,
-                             self.options.context_margin, self.options.context_slices, self.options.whole_slices)
-        except ValueError as error:  # e.g. more context slices than the model's stacks hold
-            raise LdiffError(f"Invalid cropping options for this model: {error}") from None
-        calls_before = self.network_calls
-        painted = self._sample(start, paint, plan, seed, progress)
+        calls_before, num_crops = self.network_calls, 0
+        painted = start.copy()
+        fills = []
+        for view in self.views:
+            view_paint = to_view(paint, view)
+            try:
+                plan = plan_rois(view_paint, model.stack_depth, model.patch_size, model.downsampling_factor,
+                                 self.options.context_margin, self.options.context_slices, self.options.whole_slices)
+            except ValueError as error:  # e.g. more context slices than the model's stacks hold
+                raise LdiffError(f"Invalid cropping options for this model: {error}") from None
+            # The axial view keeps the case's seed (an axial fill is what it always was); each other view
+            # has its own, so a view's draws do not depend on which other views run.
+            view_seed = seed if view == "axial" else keyed_seed(seed, ALL_VIEWS.index(view))
+            filled = from_view(self._sample(to_view(start, view), view_paint, plan, view_seed, progress), view)
+            fills.append(filled[:, paint])
+            num_crops += len(plan.crops)
+        # Averaged inside the painted voxels only: everything else stays the starting image exactly.
+        painted[:, paint] = np.mean(fills, axis=0, dtype=np.float64).astype(painted.dtype)
         painted_on_grid = sitk.GetArrayFromImage(restore_to_original(paint, properties, None, is_mask=True)) > 0
         changed = region & painted_on_grid
         outputs = []
@@ -326,7 +375,7 @@ class Predictor:
             values = sitk.GetArrayFromImage(image)
             values[changed] = cast_to_dtype(restored[changed], values.dtype)
             outputs.append(array_to_image(values, geometry))
-        return PredictionResult(outputs, changed, len(plan.crops), self.network_calls - calls_before)
+        return PredictionResult(outputs, changed, num_crops, self.network_calls - calls_before)
 
     def _check_inputs(self, images: list[sitk.Image], mask: np.ndarray, mask_name: str) -> None:
         names = self.model.channel_names

@@ -9,7 +9,9 @@ How a sample is drawn (:meth:`SampleSource.draw`):
 
 1. Case: uniform over the cases. Synthesis tasks (which learn from real lesions) skip cases
    without lesions; if no case has any, that is an error.
-2. Slice, along the plan's slice axis (axial, axis 0 of (Z, Y, X)): with probability
+2. Slice, along the plan's slice axis (axial, axis 0 of (Z, Y, X)), or for a run trained on
+   several views (``views``, see :mod:`ldiff.slice_views`) along the axis of a view drawn uniformly
+   (one number drawn only when there are several, so axial-only samples stay as they were): with probability
    :data:`LESION_SLICE_PROBABILITY` (always, for synthesis tasks) a slice holding lesion voxels,
    otherwise a slice holding WM (else brain, else any slice). For p3d the stack of ``stack_depth``
    slices is centred on it (slice ``k - D // 2`` first); slices beyond the volume are background.
@@ -19,7 +21,7 @@ How a sample is drawn (:meth:`SampleSource.draw`):
    for its lesions.
 4. Augmentation (``augment=True``, see :mod:`ldiff.training.augmentation`): rotation, scaling and
    left-right mirroring of image and label maps together (labels with nearest neighbour, so
-   masks stay binary), then brightness/contrast/gamma inside the brain, clipped to [-1, 1]. A
+   masks stay binary; no mirroring in sagittal slices, where it would flip up-down or front-back), then brightness/contrast/gamma inside the brain, clipped to [-1, 1]. A
    synthesis sample whose warp pushed every lesion voxel out of the window is redrawn; the
    last of :data:`MAX_LESION_ATTEMPTS` attempts is unaugmented and certain to keep the lesion.
 5. Masks: ``task.training_masks`` on the final lesion/WM/brain arrays (2D for 2d, (D, H, W) for
@@ -32,13 +34,14 @@ cache before the workers were forked (the cache is never pickled: a ``spawn`` wo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ldiff.masks import LesionLibrary, MaskSampler
+from ldiff.slice_views import MIRRORABLE_VIEWS, check_views, to_view
 from ldiff.tasks import Task
 from ldiff.training.augmentation import (
     DEFAULT_AUGMENTATION,
@@ -78,6 +81,12 @@ class CaseArrays:
     brain_slices: np.ndarray
 
 
+def case_arrays_from(image: np.ndarray, labels: np.ndarray) -> CaseArrays:
+    """CaseArrays of an image (C, Z, Y, X) and its bit-flag labels (Z, Y, X), with the slice lists."""
+    present = [np.flatnonzero((labels & bit).any(axis=(1, 2))) for bit in (LESION_BIT, WM_BIT, BRAIN_BIT)]
+    return CaseArrays(image, labels, *present)
+
+
 def load_case_arrays(path: Path) -> CaseArrays:
     """Read and decompress ``{case}.npz`` (as written by ``ldiff_plan_and_preprocess``)."""
     with np.load(path) as arrays:
@@ -86,8 +95,7 @@ def load_case_arrays(path: Path) -> CaseArrays:
     if image.ndim != 4 or image.shape[1:] != lesion.shape:
         raise ValueError(f"{path}: image {image.shape} does not match the masks {lesion.shape}.")
     labels = (lesion * LESION_BIT + wm * WM_BIT + brain * BRAIN_BIT).astype(np.uint8)
-    present = [np.flatnonzero(mask.any(axis=(1, 2))) for mask in (lesion, wm, brain)]
-    return CaseArrays(image, labels, *present)
+    return case_arrays_from(image, labels)
 
 
 @dataclass(frozen=True)
@@ -125,11 +133,13 @@ class SampleSource:
         augment: apply augmentation (training) or not (validation).
         lesion_library: real lesion shapes for the MaskSampler (None: synthetic shapes only).
         augmentation: probabilities and ranges of the augmentations.
+        views: the slice orientations samples are drawn from (:data:`ldiff.slice_views.VIEWS` names);
+            default axial only, the plans' slice axis.
     """
 
     def __init__(self, data_folder: Path, case_ids: list[str], plans: dict, config_name: str, task: Task,
                  seed: int, augment: bool = True, lesion_library: LesionLibrary | None = None,
-                 augmentation: AugmentationParameters = DEFAULT_AUGMENTATION):
+                 augmentation: AugmentationParameters = DEFAULT_AUGMENTATION, views: Sequence[str] = ("axial",)):
         if not case_ids:
             raise ValueError("a SampleSource needs at least one case.")
         if config_name not in plans["configurations"]:
@@ -154,7 +164,8 @@ class SampleSource:
         self.spacing = tuple(float(v) for v in plans["target_spacing"])
         self.dilation_radius = int(plans["mask_dilation"]["radius_voxels"])
         self.mask_sampler = MaskSampler(plans.get("training_masks"), lesion_library, spacing=self.spacing)
-        self._cache: dict[str, CaseArrays] = {}
+        self.views = check_views(views)
+        self._cache: dict[tuple[str, str], CaseArrays] = {}
 
     def __getstate__(self) -> dict:
         # Worker processes started by pickling must not receive (and copy) gigabytes of cache.
@@ -162,11 +173,16 @@ class SampleSource:
         state["_cache"] = {}
         return state
 
-    def case_arrays(self, case_id: str) -> CaseArrays:
-        """The case's arrays, decompressed on first use and kept for the life of this process."""
-        if case_id not in self._cache:
-            self._cache[case_id] = load_case_arrays(self.data_folder / f"{case_id}.npz")
-        return self._cache[case_id]
+    def case_arrays(self, case_id: str, view: str = "axial") -> CaseArrays:
+        """The case's arrays in ``view`` order, decompressed on first use and kept for the life of this process."""
+        key = (case_id, view)
+        if key not in self._cache:
+            if view == "axial":
+                self._cache[key] = load_case_arrays(self.data_folder / f"{case_id}.npz")
+            else:
+                axial = self.case_arrays(case_id)
+                self._cache[key] = case_arrays_from(to_view(axial.image, view), to_view(axial.labels, view))
+        return self._cache[key]
 
     def preload(self) -> None:
         """Decompress every case now.
@@ -176,7 +192,8 @@ class SampleSource:
         dataset is held once instead of once per worker.
         """
         for case_id in self.case_ids:
-            self.case_arrays(case_id)
+            for view in self.views:
+                self.case_arrays(case_id, view)
 
     # ---- public sampling -------------------------------------------------------------------------
     def sample(self, step: int, index: int) -> dict[str, np.ndarray]:
@@ -197,11 +214,14 @@ class SampleSource:
         ``task.training_masks``; validation uses ``task.prediction_masks``).
         """
         rng = np.random.default_rng([self.seed, int(step), int(index)])
-        case_id, arrays, centre, focus = self._choose_slice(rng, case_position)
+        view = self.views[int(rng.integers(len(self.views)))] if len(self.views) > 1 else self.views[0]
+        case_id, arrays, centre, focus = self._choose_slice(rng, case_position, view)
         image, labels = self._stack(arrays, centre)
         for attempt in range(MAX_LESION_ATTEMPTS):
             randomise = self.augment and attempt < MAX_LESION_ATTEMPTS - 1
             spatial = draw_spatial(rng, self.augmentation) if randomise else NO_SPATIAL_CHANGE
+            if view not in MIRRORABLE_VIEWS:
+                spatial = replace(spatial, mirror=False)
             window_rng = rng if randomise and self.augmentation.random_window_offset else None
             start = tuple(
                 window_start(labels.shape[1 + axis], self.slice_size[axis], window_rng, None if focus is None else focus[axis])
@@ -228,7 +248,7 @@ class SampleSource:
         )
 
     # ---- the steps of a draw ---------------------------------------------------------------------
-    def _choose_slice(self, rng: np.random.Generator, case_position: int | None
+    def _choose_slice(self, rng: np.random.Generator, case_position: int | None, view: str = "axial"
                       ) -> tuple[str, CaseArrays, int, tuple[int, int] | None]:
         """(case id, its arrays, centre slice index, (y, x) of a lesion voxel to keep in view or None)."""
         count = len(self.case_ids)
@@ -236,7 +256,7 @@ class SampleSource:
         wants_lesion = self.task.needs_real_lesions or rng.random() < LESION_SLICE_PROBABILITY
         for position in order:
             case_id = self.case_ids[int(position)]
-            arrays = self.case_arrays(case_id)
+            arrays = self.case_arrays(case_id, view)
             if wants_lesion and arrays.lesion_slices.size:
                 centre = int(arrays.lesion_slices[rng.integers(arrays.lesion_slices.size)])
                 ys, xs = np.nonzero(arrays.labels[centre] & LESION_BIT)

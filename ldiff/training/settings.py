@@ -27,6 +27,8 @@ from ldiff.tasks import TASKS, Task, get_task
 logger = logging.getLogger("ldiff")
 
 DEFAULT_SEED = 12345
+# ldiff_train --slice-axes -> the views (ldiff.slice_views) training samples are drawn from
+SLICE_AXES = {"axial": ("axial",), "all": ("axial", "coronal", "sagittal")}
 
 
 @dataclass
@@ -55,6 +57,9 @@ class TrainingSettings:
             borrow for their masks (for healthy-only datasets).
         augmentation: ``"default"`` or ``"strong"`` (see ``ldiff.training.augmentation``); strong
             intensity, contrast, noise and bias-field augmentation for models that must generalise.
+        slice_axes: ``"axial"`` (slices along the plans' slice axis) or ``"all"`` (axial, coronal and
+            sagittal slices drawn uniformly; see ``ldiff.slice_views``): a model trained on all can fill
+            along each view at prediction and average them.
         pretrained_weights: fine-tuning: the absolute model folder whose ``checkpoint_final.pth``
             weights the run started from (``--pretrained-weights``; see ``pretrained.py``), or None.
         pretrained_model: filled in by ldiff from that folder: ``{"dataset_name", "task",
@@ -79,6 +84,7 @@ class TrainingSettings:
     num_workers: int = 2
     lesion_shapes_from: str | None = None
     augmentation: str = "default"
+    slice_axes: str = "axial"
     pretrained_weights: str | None = None
     pretrained_model: dict[str, Any] | None = None
 
@@ -97,6 +103,8 @@ class TrainingSettings:
             problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.augmentation not in ("default", "strong"):
             problems.append(f"augmentation must be default or strong, got {self.augmentation!r}")
+        if self.slice_axes not in SLICE_AXES:
+            problems.append(f"slice_axes must be axial or all, got {self.slice_axes!r}")
         if self.pretrained_weights is not None and (not isinstance(self.pretrained_weights, str)
                                                     or not self.pretrained_weights):
             problems.append(f"pretrained_weights must be a model folder or None, got {self.pretrained_weights!r}")

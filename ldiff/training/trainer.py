@@ -60,7 +60,7 @@ from ldiff.training.ema import ExponentialMovingAverage
 from ldiff.training.lr_schedule import WarmupCosineSchedule
 from ldiff.training.pretrained import load_pretrained_weights, pretrained_settings
 from ldiff.training.progress import TrainingLog, plot_progress
-from ldiff.training.settings import TrainingRun, TrainingSettings, borrowed_lesion_library, resolve_run
+from ldiff.training.settings import SLICE_AXES, TrainingRun, TrainingSettings, borrowed_lesion_library, resolve_run
 from ldiff.training.splits import get_split
 from ldiff.training.validation import Validator
 
@@ -178,7 +178,8 @@ class Trainer:
             train_ids, validation_ids, library = split_and_library()
         source = SampleSource(run.data_folder, train_ids, run.plans, run.config_name, self.task, settings.seed,
                               augment=True, lesion_library=library,
-                              augmentation=AUGMENTATION_PRESETS[settings.augmentation])
+                              augmentation=AUGMENTATION_PRESETS[settings.augmentation],
+                              views=SLICE_AXES[settings.slice_axes])
         validation = None
         if self.context.is_main and settings.num_validation_samples > 0:
             samples = validation_samples(run.data_folder, validation_ids, run.plans, run.config_name, self.task,
