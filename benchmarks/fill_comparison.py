@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import re
 import time
 from pathlib import Path
@@ -132,7 +133,15 @@ def main() -> None:
     parser.add_argument("--dilation", type=int, default=None, help="dilation in voxels (default: the first model's)")
     parser.add_argument("--no-lpips", action="store_true")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmark_results/fill_comparison"))
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw comparison.png from -o's comparison.json and the methods' summary.json files")
     arguments = parser.parse_args()
+    if arguments.replot:
+        stored = json.loads((arguments.output / "comparison.json").read_text())["rows"]
+        header = list(stored[0])
+        rows = [[entry[key] for key in header] for entry in stored]
+        plot(rows, header, arguments.output / "comparison.png", per_case_values(arguments.output, [row[0] for row in rows]))
+        return
 
     name = paths.find_dataset_name(arguments.dataset, [paths.raw_root()])
     dataset = RawDataset(paths.raw_root() / name)
@@ -195,26 +204,64 @@ def main() -> None:
                    f"PSNR = 10 log10(4 / MSE); brats2023 = BraTS inpainting protocol (percentile-normalised, in the region).")
     table = write_report(output, "comparison", description, header, rows,
                          result_provenance(models, arguments.checkpoint))
-    plot(rows, header, output / "comparison.png")
+    plot(rows, header, output / "comparison.png", per_case_values(output, [row[0] for row in rows]))
     print(description)
     print(table)
 
 
-def plot(rows: list[list], header: list[str], path: Path) -> None:
-    """Bar plots of in-region SSIM and PSNR (thesis protocol) per method."""
+PLOT_PANELS = (("thesis ssim_in", "SSIM inside the dilated mask\n(thesis protocol; 1 = identical to the truth)"),
+               ("thesis psnr_in", "PSNR inside the dilated mask (dB)\n(thesis protocol; higher is better)"),
+               ("seconds/case", "seconds per case (log scale)\n(this machine; lower is better)"))
+
+
+def per_case_values(output: Path, methods: list[str]) -> dict[str, dict[str, list[float]]]:
+    """{method: {"thesis ssim_in": [...], "thesis psnr_in": [...]}} from each method's summary.json."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for method in methods:
+        summary = output / folder_name(method) / "summary.json"
+        if not summary.is_file():
+            continue
+        cases = json.loads(summary.read_text())["cases"]
+        values[method] = {f"thesis {metric}": [case["thesis"][metric] for case in cases if metric in case.get("thesis", {})]
+                          for metric in ("ssim_in", "psnr_in")}
+    return values
+
+
+def plot(rows: list[list], header: list[str], path: Path, per_case: dict[str, dict[str, list[float]]] | None = None) -> None:
+    """Means (bars) and per-case values (dots) of in-region SSIM and PSNR, and seconds per case, per method.
+
+    The quality axes start just below the lowest value shown, not at 0, so that differences between
+    the close methods are visible; the bars are drawn from that floor.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    per_case = per_case or {}
     methods = [row[0] for row in rows]
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4))
-    for axis, column in zip(axes, ("thesis ssim_in", "thesis psnr_in", "seconds/case")):
-        values = [row[header.index(column)] or 0 for row in rows]
-        colours = ["tab:orange" if m.startswith("ldiff") else "tab:grey" for m in methods]
-        axis.bar(range(len(methods)), values, color=colours)
+    colours = ["tab:orange" if m.startswith("ldiff") else "tab:grey" for m in methods]
+    figure, axes = plt.subplots(1, 3, figsize=(14, 4.6))
+    for axis, (column, title) in zip(axes, PLOT_PANELS):
+        means = [row[header.index(column)] for row in rows]
+        if column == "seconds/case":
+            axis.bar(range(len(methods)), [value or 0 for value in means], color=colours)
+            axis.set_yscale("log")
+        else:
+            points = [per_case.get(method, {}).get(column, []) for method in methods]
+            shown = [value for value in means if value is not None] + [v for group in points for v in group]
+            low, high = min(shown), max(shown)
+            floor = low - 0.08 * (high - low or 1.0)
+            axis.bar(range(len(methods)), [(value or floor) - floor for value in means], bottom=floor, color=colours,
+                     alpha=0.75)
+            for index, group in enumerate(points):
+                axis.scatter([index] * len(group), group, s=12, color="black", zorder=3,
+                             label="one test case" if index == 0 and group else None)
+            axis.set_ylim(floor, high + 0.05 * (high - low or 1.0))
+            if any(points):
+                axis.legend(loc="lower right", fontsize=7)
         axis.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
-        axis.set_title(column)
+        axis.set_title(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
