@@ -23,8 +23,9 @@ Samplers and their defaults (one network call per step unless said otherwise):
 task                   sampler
 =====================  ===============================================================================
 cond_fill              ``dpm_solver`` (default: DPM-Solver++(2M), 3 steps, the mean of 4 draws per crop,
-                       an estimate of the posterior mean; chosen by measurement, documentation/
-                       benchmark.md), ``ddim`` (25 steps unless ``steps``, eta 0), ``ddpm`` (1000 steps)
+                       an estimate of the posterior mean; for a model trained on all three views one
+                       draw in each view instead; chosen by measurement, documentation/benchmark.md),
+                       ``ddim`` (25 steps unless ``steps``, eta 0), ``ddpm`` (1000 steps)
 cond_synth             ``ddim`` (default; 25 steps, eta 0, one draw: a lesion with texture), ``ddpm``,
                        ``dpm_solver`` (15 steps unless ``steps``)
 uncond_fill            ``repaint`` (default): 50 DDIM-spaced steps, jump 8, 10 resamplings, eta 1 (the

@@ -43,6 +43,7 @@ TASKS: dict[str, Task] = {
         # Filling: the mean of 4 DPM-Solver++ draws of 3 steps each, an estimate of the posterior mean.
         # Chosen by measurement on real patients and phantoms (documentation/benchmark.md): the mean
         # of 4 draws scores higher than one draw, and more steps per draw bought nothing measurable.
+        # A model trained on all three views splits the draws among them (Predictor.views, num_samples).
         ConditionalTask("cond_fill", True, False, "conditional lesion filling: paints healthy tissue inside a mask",
                         (("sampler", "dpm_solver"), ("steps", 3), ("num_samples", 4)), _CONDITIONAL_VALIDATION),
         # RePaint with one pass per step (plain replacement) for validation: the method of prediction
