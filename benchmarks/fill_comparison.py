@@ -91,14 +91,40 @@ def write_dilated_masks(dataset: RawDataset, cases: list, radius_voxels: int, fo
     return folder
 
 
-def run_ldiff(model_folder: Path, cases: list, channel_indices: list[int], output: Path, sampler: str | None,
-              steps: int | None, device: str, checkpoint: str, batch_size: int | None, num_samples: int,
-              label: str = "ldiff") -> float:
-    """Fill every case with one model; returns seconds per case (model loading excluded)."""
+def variant_options(text: str) -> dict:
+    """``"default"`` -> {}; ``"views=axial,num_samples=1"`` -> {"views": "axial", "num_samples": 1}."""
+    if text == "default":
+        return {}
+    options = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        options[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
+    return options
+
+
+def variant_label(description: dict, predictor) -> str:
+    """E.g. ``ldiff cond_fill 2d (T1w; 3 views x 1 draw, dpm_solver 3 steps)`` (short enough for plot labels)."""
+    from ldiff.inference.predictor import resolved_sampler
+
+    sampler, steps = resolved_sampler(predictor.model, predictor.options)
+    views, draws = predictor.views, predictor.num_samples
+    where = f"{len(views)} views" if len(views) > 1 else views[0]
+    return (f"ldiff {description.get('task')} {description.get('config_name', '')} "
+            f"({'+'.join(description['channel_names'])}; {where} x {draws} draw{'s' if draws > 1 else ''}, "
+            f"{sampler} {steps} steps)")
+
+
+def load_predictor(model_folder: Path, sampler: str | None, steps: int | None, device: str, checkpoint: str,
+                   batch_size: int | None, variant: dict):
     from ldiff.inference.predictor import Predictor
 
-    options = {key: value for key, value in (("sampler", sampler), ("steps", steps), ("batch_size", batch_size), ("num_samples", num_samples)) if value is not None}
-    predictor = Predictor.from_folder(model_folder, checkpoint=checkpoint, device=device, **options)
+    options = {key: value for key, value in (("sampler", sampler), ("steps", steps), ("batch_size", batch_size)) if value is not None}
+    return Predictor.from_folder(model_folder, checkpoint=checkpoint, device=device, **options, **variant)
+
+
+def run_ldiff(predictor, model_folder: Path, cases: list, channel_indices: list[int], output: Path,
+              label: str = "ldiff") -> float:
+    """Fill every case with one model; returns seconds per case (model loading excluded)."""
     from ldiff.inference.preview import write_preview
 
     print(f"{label}: {predictor.describe_sampling()}", flush=True)
@@ -127,8 +153,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="ldiff sampler steps (default: the sampler's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=None, help="samples per network call, draws included (default: the model's)")
-    parser.add_argument("--num-samples", type=int, nargs="+", default=[1],
-                        help="ldiff draws averaged per crop; several values give one row each (e.g. 1 4)")
+    parser.add_argument("--num-samples", type=int, nargs="+",
+                        help="ldiff draws averaged per crop (in each view); several values give one row each (e.g. 1 4)")
+    parser.add_argument("--variants", nargs="+",
+                        help="ldiff sampling variants, one row each: default (the model's own sampling) or key=value,... "
+                             "of the prediction options, e.g. views=axial,num_samples=1 (default: default, or one per "
+                             "--num-samples)")
     parser.add_argument("--cases", type=int, default=None, help="only the first N test cases")
     parser.add_argument("--dilation", type=int, default=None, help="dilation in voxels (default: the first model's)")
     parser.add_argument("--no-lpips", action="store_true")
@@ -171,20 +201,20 @@ def main() -> None:
     results: dict[str, dict] = {}
     timings: dict[str, float] = {}
     print(f"{len(cases)} test case(s); region: lesion masks dilated by {radius} voxel(s); {len(CLASSIC_METHODS)} classic "
-          f"fillers, then {len(models) * len(arguments.num_samples)} ldiff setting(s) (on a 2-core CPU about half a "
+          f"fillers, then {len(models) * max(1, len(arguments.variants or []) + len(arguments.num_samples or []))} ldiff setting(s) (on a 2-core CPU about half a "
           f"minute per case and draw), then scoring.", flush=True)
     for method in tqdm(CLASSIC_METHODS, desc="classic fillers", unit="method"):
         start = time.perf_counter()
         fill_classic_files(inputs, output / method, method=method, masks_dir=masks, progress=False)
         timings[method] = (time.perf_counter() - start) / len(cases)
+    variants = [variant_options(text) for text in (arguments.variants or [])]
+    variants += [{"num_samples": draws} for draws in (arguments.num_samples or [])]
     for model, description in zip(models, descriptions):
-        for draws in arguments.num_samples:
-            label = f"ldiff {description.get('task')} {description.get('config_name', '')}".strip()
-            label += f" ({'+'.join(description['channel_names'])}"
-            label += ", 1 sample)" if draws == 1 else f", mean of {draws})"
-            timings[label] = run_ldiff(model, cases, scored, output / folder_name(label), arguments.sampler,
-                                       arguments.steps, arguments.device, arguments.checkpoint, arguments.batch_size,
-                                       draws, label)
+        for variant in variants or [{}]:
+            predictor = load_predictor(model, arguments.sampler, arguments.steps, arguments.device,
+                                       arguments.checkpoint, arguments.batch_size, variant)
+            label = variant_label(description, predictor)
+            timings[label] = run_ldiff(predictor, model, cases, scored, output / folder_name(label), label)
     for method in tqdm(list(timings), desc="scoring", unit="method"):
         folder = output / folder_name(method)
         results[method] = evaluate_folder(references, folder, masks, output_json=folder / "summary.json",

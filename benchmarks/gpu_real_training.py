@@ -5,6 +5,7 @@ real anatomy, 2d and p3d, in one prepared run of a few minutes, the weights brou
 the real-patient benchmark. Three steps:
 
     python benchmarks/gpu_real_training.py prepare                 # here: datasets, plans, preprocessing, .gpu/
+                                                                   # (round 2: also round 1's 2d_p07, 2d_p19)
     python benchmarks/gpu_real_training.py device --minutes 6 -o $OUT   # on the GPU machine (carry .gpu, .whl)
     python benchmarks/gpu_real_training.py unpack DIR               # here: DIR/*.tar -> benchmark_results/gpu_models/
 
@@ -18,16 +19,21 @@ does not compress; they travel as float16) and because the phantoms share one an
 model's network (so the weights fine-tune from it) and preprocessed here; the preprocessed folders are
 packed into ``.gpu/`` with repeated cases stored once.
 
-``device`` trains, concurrently on the one GPU: ``2d`` on each of the three datasets and ``p3d`` on
-Dataset219, every run fine-tuned from the demo model with strong augmentation. It first trains each
-for ``--calibration-steps`` steps side by side to measure seconds per step under that load, then sets
-each run's step count to fill ``--minutes``. It needs no SimpleITK (training reads the preprocessed
-arrays; a stub module stands in for its import) and batchgenerators as a carried wheel. Each model's
-EMA weights are exported as float16 (as the demo models are) and packed, with its logs, into one tar
-under ``-o``; ``gpu_real_training.json`` records command, commit, hardware, date, steps and timings.
+``device`` trains, concurrently on the one GPU, the runs of one round (:data:`ROUNDS`; ``--runs`` picks
+a subset). Round 1 (2026-12-04, 14:30 UTC): ``2d`` on each of the three datasets and ``p3d`` on
+Dataset219, every run fine-tuned from the phantom-only demo model with strong augmentation. Round 2
+(the default): round 1's three 2d models continued with training slices from all three views
+(``--slice-axes all``), and a control that continues ``2d_p07`` on axial slices for the same time. It
+first trains each run for ``--calibration-steps`` steps side by side to measure seconds per step under
+that load, then sets each run's step count to fill ``--minutes``. It needs no SimpleITK (training reads
+the preprocessed arrays; a stub module stands in for its import) and batchgenerators as a carried wheel.
+Each model's EMA weights are exported as float16 (as the demo models are) and packed, with its logs,
+into one tar under ``-o``; ``gpu_real_training.json`` records command, commit, hardware, date, steps and
+timings.
 
-The model trained with patient07 is scored on patient19 and the other way round; the model with both
-is a candidate for shipping and is scored on the phantoms only.
+``score`` runs ``ldiff_benchmark`` on each patient with the round 2 models that never saw it (the one
+trained with patient07 on patient19 and the other way round), with the sampling variants of
+:data:`VARIANTS`; the model with both patients is a candidate for shipping and is scored on the phantoms.
 """
 from __future__ import annotations
 

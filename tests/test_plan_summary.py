@@ -17,6 +17,8 @@ def test_model_summary_states_the_models_own_plan():
     assert f"mask dilation {description['mask_dilation']['radius_voxels']} voxel(s)" in text
     assert description["dataset_name"] in text and "cond_fill 2d" in text
     assert str(description["network"]["channels"]) in text
+    # the shipped model is trained on all three views, and the summary says what that means for prediction
+    assert ("fills along all three views" in text) == (description["training"].get("slice_axes") == "all")
     result = subprocess.run([sys.executable, "-m", "ldiff.planning.summary", "-m", str(DEMO)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == text

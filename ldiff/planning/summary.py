@@ -49,6 +49,9 @@ def summarise_model(description: dict) -> str:
     if training:
         lines.append(f"  {training.get('num_training_steps', '?')} training steps of batch {training.get('batch_size', '?')}"
                      + (f", fine-tuned from {training['pretrained_weights']}" if training.get("pretrained_weights") else ""))
+        if training.get("slice_axes") == "all":
+            lines.append("  trained on axial, coronal and sagittal slices: prediction fills along all three views and "
+                         "averages them")
     return "\n".join(lines)
 
 
