@@ -92,14 +92,11 @@ def write_dilated_masks(dataset: RawDataset, cases: list, radius_voxels: int, fo
 
 
 def variant_options(text: str) -> dict:
-    """``"default"`` -> {}; ``"views=axial,num_samples=1"`` -> {"views": "axial", "num_samples": 1}."""
-    if text == "default":
-        return {}
-    options = {}
-    for item in text.split(","):
-        key, _, value = item.partition("=")
-        options[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
-    return options
+    """``"default"`` -> {}; ``"views=axial,num_samples=1"`` -> {"views": "axial", "num_samples": 1}
+    (the settings of an ``ldiff_benchmark`` method spec, parsed and checked by the same code)."""
+    from ldiff.evaluation.benchmark.methods import parse_method
+
+    return {} if text == "default" else dict(parse_method(f"ldiff@{text}").sampling)
 
 
 def variant_label(description: dict, predictor) -> str:

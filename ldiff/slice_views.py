@@ -39,6 +39,23 @@ def check_views(views: Sequence[str]) -> tuple[str, ...]:
     return views
 
 
+def parse_views(views: str | Sequence[str]) -> tuple[str, ...]:
+    """``"all"``, names joined by ``+`` (the form a benchmark method spec carries) or a sequence of names,
+    checked by :func:`check_views`."""
+    if isinstance(views, str):
+        views = ALL_VIEWS if views == "all" else tuple(views.split("+"))
+    return check_views(views)
+
+
+def default_views(description: dict) -> tuple[str, ...]:
+    """The views a model fills along unless told: all three for a model trained on all of them
+    (``training.slice_axes == "all"``) on near-isotropic voxels, else axial only."""
+    training = description.get("training") or {}
+    if training.get("slice_axes") == "all" and is_isotropic(description.get("target_spacing") or (1.0, 1.0, 1.0)):
+        return ALL_VIEWS
+    return ("axial",)
+
+
 def to_view(volume: np.ndarray, view: str) -> np.ndarray:
     """``volume`` (..., Z, Y, X) with its last three axes in ``view`` order, as a contiguous array."""
     axes = VIEWS[view]

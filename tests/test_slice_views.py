@@ -26,3 +26,13 @@ def test_bad_views_and_isotropy():
     with pytest.raises(ValueError, match="at least one"):
         check_views(())
     assert is_isotropic((1.0, 1.0, 1.2)) and not is_isotropic((1.0, 1.0, 3.0))
+
+
+def test_views_parse_from_text_and_default_to_the_models_training():
+    from ldiff.slice_views import default_views, parse_views
+
+    assert parse_views("all") == ALL_VIEWS and parse_views("axial+sagittal") == ("axial", "sagittal")
+    trained = {"training": {"slice_axes": "all"}, "target_spacing": [1.0, 1.0, 1.0]}
+    assert default_views(trained) == ALL_VIEWS
+    assert default_views({**trained, "target_spacing": [1.0, 1.0, 3.0]}) == ("axial",)
+    assert default_views({"training": {"slice_axes": "axial"}}) == ("axial",)

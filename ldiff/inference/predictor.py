@@ -68,8 +68,8 @@ from ldiff.io import Geometry, array_to_image, geometry_mismatch
 from ldiff.masks import dilate_mask
 from ldiff.preprocessing import PercentileNormalizer, preprocess_images, restore_to_original
 from ldiff.devices import resolve_device
-from ldiff.seeds import keyed_seed
-from ldiff.slice_views import ALL_VIEWS, check_views, from_view, is_isotropic, to_view
+from ldiff.inference.view_fill import fill_along_views
+from ldiff.slice_views import default_views, is_isotropic, parse_views
 
 logger = logging.getLogger("ldiff")
 
@@ -121,12 +121,8 @@ class SamplingOptions:
         problems += [f"{name} must be >= 0, got {value}" for name, value in non_negative.items()
                      if value is not None and value < 0]
         if self.views is not None:
-            # "all", or names joined by "+" (the form a benchmark method spec can carry), or a sequence.
-            views = self.views
-            if isinstance(views, str):
-                views = ALL_VIEWS if views == "all" else tuple(views.split("+"))
             try:
-                object.__setattr__(self, "views", check_views(views))
+                object.__setattr__(self, "views", parse_views(self.views))
             except ValueError as error:
                 problems.append(f"views: {error}".rstrip("."))
         if problems:
@@ -237,15 +233,9 @@ class Predictor:
 
     @property
     def views(self) -> tuple[str, ...]:
-        """Slice orientations filled and averaged: the option, else every view for a model trained on all
-        of them (``ldiff_train --slice-axes all``) on a grid of near-isotropic voxels, else axial only."""
-        if self.options.views is not None:
-            return self.options.views
-        training = self.model.description.get("training") or {}
-        spacing = self.model.description.get("target_spacing") or (1.0, 1.0, 1.0)
-        if training.get("slice_axes") == "all" and is_isotropic(spacing):
-            return ALL_VIEWS
-        return ("axial",)
+        """Slice orientations filled and averaged: the option, else the model's
+        (:func:`ldiff.slice_views.default_views`: all three after ``ldiff_train --slice-axes all``)."""
+        return self.options.views if self.options.views is not None else default_views(self.model.description)
 
     @property
     def num_samples(self) -> int:
@@ -350,24 +340,17 @@ class Predictor:
         paint = (coverage > COVERAGE_THRESHOLD) & brain
         start = model.task.starting_image(
             arrays["image"], lambda: self._with_coarse_lesions(arrays, properties, mask, paint, lesion_intensity))
-        calls_before, num_crops = self.network_calls, 0
-        painted = start.copy()
-        fills = []
-        for view in self.views:
-            view_paint = to_view(paint, view)
+        calls_before = self.network_calls
+
+        def sample_one_view(view_start: np.ndarray, view_paint: np.ndarray, view_seed: int) -> tuple[np.ndarray, int]:
             try:
                 plan = plan_rois(view_paint, model.stack_depth, model.patch_size, model.downsampling_factor,
                                  self.options.context_margin, self.options.context_slices, self.options.whole_slices)
             except ValueError as error:  # e.g. more context slices than the model's stacks hold
                 raise LdiffError(f"Invalid cropping options for this model: {error}") from None
-            # The axial view keeps the case's seed (an axial fill is what it always was); each other view
-            # has its own, so a view's draws do not depend on which other views run.
-            view_seed = seed if view == "axial" else keyed_seed(seed, ALL_VIEWS.index(view))
-            filled = from_view(self._sample(to_view(start, view), view_paint, plan, view_seed, progress), view)
-            fills.append(filled[:, paint])
-            num_crops += len(plan.crops)
-        # Averaged inside the painted voxels only: everything else stays the starting image exactly.
-        painted[:, paint] = np.mean(fills, axis=0, dtype=np.float64).astype(painted.dtype)
+            return self._sample(view_start, view_paint, plan, view_seed, progress), len(plan.crops)
+
+        painted, num_crops = fill_along_views(start, paint, self.views, seed, sample_one_view)
         painted_on_grid = sitk.GetArrayFromImage(restore_to_original(paint, properties, None, is_mask=True)) > 0
         changed = region & painted_on_grid
         outputs = []
