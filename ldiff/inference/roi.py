@@ -7,11 +7,15 @@ never whole volumes:
 1. **Regions.** The paint mask's 26-connected components start as one region each. Two regions are
    merged when one set of crops covering both costs no more network work (voxels sampled) than
    their two sets: neighbouring lesions then share a crop, distant ones keep small crops of their own.
-2. **In-plane box.** Each region gets one in-plane window (H, W): its bounding box plus ``margin``
-   voxels of context on every side (margin beyond the volume only adds padding, so it is cut there),
-   at least the model's training ``patch_size`` where the slice is that large, rounded up to a
-   multiple of the network's downsampling factor. The window is centred on the region and shifted
-   inside the volume; a window larger than the slice sticks out on both sides and is padded.
+2. **In-plane box.** Each stack (step 3) of a region gets its own in-plane window (H, W): the bounding
+   box of the region's voxels on the slices that stack fills (one slice for ``2d`` models), plus
+   ``margin`` voxels of context on every side (margin beyond the volume only adds padding, so it is
+   cut there), at least the model's training ``patch_size`` where the slice is that large, rounded up
+   to a multiple of the network's downsampling factor. The window is centred on that box and shifted
+   inside the volume; a window larger than the slice sticks out on both sides and is padded. Fitting
+   the window per stack, not once per region, matters for large confluent lesions: their 3D bounding
+   box spans most of a slice while each slice holds only part of them (whole-patient fill times in
+   documentation/results/real_patient_timing/).
 3. **Stacks.** Along the slice axis (axis 0 of (Z, Y, X)), every run of consecutive slices holding
    region voxels is cut into near-equal chunks of at most ``stack_depth - 2 * context_slices``
    slices (:func:`default_context_slices`: 1 per side for 8-slice stacks), and each chunk gets a
@@ -94,7 +98,7 @@ class RoiPlan:
 @dataclass
 class _Region:
     slices: np.ndarray  # sorted unique z indices holding region voxels
-    box: list[int]      # [y0, y1, x0, x1], stop exclusive
+    boxes: np.ndarray   # (len(slices), 4) int64: [y0, y1, x0, x1] of the region on each slice, stop exclusive
     labels: list[int]   # component labels merged into this region
 
 
@@ -149,6 +153,11 @@ def chunk_runs(slices: np.ndarray, core_depth: int) -> list[tuple[int, int]]:
     return chunks
 
 
+def union_box(boxes: np.ndarray) -> list[int]:
+    """[y0, y1, x0, x1] holding every box of ``boxes`` ((N, 4), N >= 1)."""
+    return [int(boxes[:, 0].min()), int(boxes[:, 1].max()), int(boxes[:, 2].min()), int(boxes[:, 3].max())]
+
+
 class _Costs:
     """Network work (voxels sampled) of a region's crops, for the merge decisions."""
 
@@ -161,15 +170,30 @@ class _Costs:
         return (window_size(box[1] - box[0], self.shape[1], self.min_size[0], self.factor, self.margin),
                 window_size(box[3] - box[2], self.shape[2], self.min_size[1], self.factor, self.margin))
 
-    def __call__(self, slices: np.ndarray, box: Sequence[int]) -> int:
-        height, width = self.window(box)
-        return len(chunk_runs(slices, self.core_depth)) * self.stack_depth * height * width
+    def chunk_boxes(self, region: _Region) -> list[tuple[int, int, list[int]]]:
+        """(first, stop, box) of each chunk of the region's slices: the box of its voxels on those slices."""
+        chunks = chunk_runs(region.slices, self.core_depth)
+        # Chunks are consecutive runs of the sorted slice list, so each is a contiguous block of rows.
+        rows = np.searchsorted(region.slices, [first for first, _ in chunks])
+        ends = list(rows[1:]) + [len(region.slices)]
+        return [(first, stop, union_box(region.boxes[row:end])) for (first, stop), row, end in zip(chunks, rows, ends)]
+
+    def __call__(self, region: _Region) -> int:
+        total = 0
+        for _, _, box in self.chunk_boxes(region):
+            height, width = self.window(box)
+            total += height * width
+        return total * self.stack_depth
 
 
 def _merged(first: _Region, second: _Region) -> _Region:
-    box = [min(first.box[0], second.box[0]), max(first.box[1], second.box[1]),
-           min(first.box[2], second.box[2]), max(first.box[3], second.box[3])]
-    return _Region(np.union1d(first.slices, second.slices), box, first.labels + second.labels)
+    slices = np.union1d(first.slices, second.slices)
+    boxes = np.tile(np.array([np.iinfo(np.int64).max, -1, np.iinfo(np.int64).max, -1], np.int64), (len(slices), 1))
+    for region in (first, second):
+        rows = np.searchsorted(slices, region.slices)
+        boxes[rows, 0::2] = np.minimum(boxes[rows, 0::2], region.boxes[:, 0::2])
+        boxes[rows, 1::2] = np.maximum(boxes[rows, 1::2], region.boxes[:, 1::2])
+    return _Region(slices, boxes, first.labels + second.labels)
 
 
 def _merge_regions(regions: list[_Region], cost: _Costs) -> list[_Region]:
@@ -179,12 +203,17 @@ def _merge_regions(regions: list[_Region], cost: _Costs) -> list[_Region]:
     whole takes O(n^2) cost evaluations for n components.
     """
     alive = {index: region for index, region in enumerate(regions)}
-    costs = {index: cost(region.slices, region.box) for index, region in alive.items()}
+    costs = {index: cost(region) for index, region in alive.items()}
     savings: dict[tuple[int, int], tuple[int, _Region]] = {}
 
     def consider(i: int, j: int) -> None:
-        union = _merged(alive[i], alive[j])
-        saving = costs[i] + costs[j] - cost(union.slices, union.box)
+        first, second = alive[i], alive[j]
+        # Regions with a free slice between them fall into separate runs, hence separate chunks: merging
+        # them would save nothing, so they are left apart (their crops would be the same either way).
+        if first.slices[0] > second.slices[-1] + 1 or second.slices[0] > first.slices[-1] + 1:
+            return
+        union = _merged(first, second)
+        saving = costs[i] + costs[j] - cost(union)
         if saving >= 0:
             savings[(i, j)] = (saving, union)
 
@@ -199,7 +228,7 @@ def _merge_regions(regions: list[_Region], cost: _Costs) -> list[_Region]:
         for index in (i, j):
             del alive[index], costs[index]
         savings = {pair: value for pair, value in savings.items() if not {i, j} & set(pair)}
-        alive[next_index], costs[next_index] = union, cost(union.slices, union.box)
+        alive[next_index], costs[next_index] = union, cost(union)
         for other in list(alive):
             if other != next_index:
                 consider(other, next_index)
@@ -257,8 +286,13 @@ def plan_rois(
         if found is None:
             continue
         z_slices, y_slice, x_slice = found
-        present = np.flatnonzero((labels[found] == label).any(axis=(1, 2))) + z_slices.start
-        regions.append(_Region(present, [y_slice.start, y_slice.stop, x_slice.start, x_slice.stop], [label]))
+        inside = labels[found] == label
+        present = np.flatnonzero(inside.any(axis=(1, 2)))
+        rows, columns = inside[present].any(axis=2), inside[present].any(axis=1)  # (n, H) and (n, W)
+        boxes = np.stack([rows.argmax(axis=1), rows.shape[1] - rows[:, ::-1].argmax(axis=1),
+                          columns.argmax(axis=1), columns.shape[1] - columns[:, ::-1].argmax(axis=1)], axis=1)
+        boxes += np.array([y_slice.start, y_slice.start, x_slice.start, x_slice.start])
+        regions.append(_Region(present + z_slices.start, boxes.astype(np.int64), [label]))
     regions = _merge_regions(regions, cost)
 
     region_map = np.zeros(shape, np.int32)
@@ -266,9 +300,6 @@ def plan_rois(
     crops: list[Crop] = []
     for region_label, region in enumerate(regions, start=1):
         lookup[region.labels] = region_label
-        height, width = cost.window(region.box)
-        y_start = window_start(region.box[0], region.box[1], height, shape[1])
-        x_start = window_start(region.box[2], region.box[3], width, shape[2])
         firsts = [(first + stop - stack_depth) // 2 for first, stop in chunk_runs(region.slices, core_depth)]
         owned: dict[int, list[int]] = {index: [] for index in range(len(firsts))}
         for z in region.slices:
@@ -276,8 +307,13 @@ def plan_rois(
             distances = [abs(z - (first + (stack_depth - 1) / 2)) if first <= z < first + stack_depth else math.inf
                          for first in firsts]
             owned[int(np.argmin(distances))].append(int(z))
-        crops.extend(Crop((first, y_start, x_start), (stack_depth, height, width), region_label, tuple(owned[index]))
-                     for index, first in enumerate(firsts) if owned[index])
+        for index, first in enumerate(firsts):
+            if not owned[index]:
+                continue
+            box = union_box(region.boxes[np.searchsorted(region.slices, owned[index])])
+            height, width = cost.window(box)
+            start = (first, window_start(box[0], box[1], height, shape[1]), window_start(box[2], box[3], width, shape[2]))
+            crops.append(Crop(start, (stack_depth, height, width), region_label, tuple(owned[index])))
     region_map[paint] = lookup[labels[paint]]
     return RoiPlan(tuple(crops), region_map)
 
