@@ -25,7 +25,16 @@ fi
 python3 -m ldiff.planning.summary -m ldiff/demo_models/t1_cond_fill
 echo "Filling ${DEMO_CASES:-3} test case(s) with the demo model (its default: DPM-Solver++ 3 steps, one draw along each"
 echo "of the three views, averaged; and one draw along the axial view alone, a single realistic sample) and six classic"
-echo "fillers, then scoring: about $(( ${DEMO_CASES:-3} * 2 )) minutes on an idle 2-core CPU."
+# The estimate sums the seconds per case of every method in the last full run of this comparison
+# (documentation/results/fill_comparison_views, one torch thread; the demo uses both cores).
+python3 - "${DEMO_CASES:-3}" <<'PY'
+import json, sys
+record = json.load(open("documentation/results/fill_comparison_views/comparison.json"))
+per_case = sum(row["seconds/case"] for row in record["rows"])
+print(f"fillers, then scoring: about {max(1, round(int(sys.argv[1]) * per_case / 60))} minute(s) plus scoring, from "
+      f"{per_case:.0f} s per case measured on {record['provenance']['hardware']} "
+      f"({record['provenance']['date']}, documentation/results/fill_comparison_views).")
+PY
 python3 benchmarks/fill_comparison.py -d 2 --models ldiff/demo_models/t1_cond_fill --cases "${DEMO_CASES:-3}" \
   --variants default views=axial,num_samples=1 -o benchmark_results/demo
 echo "Previews and the bar plot: benchmark_results/demo/"

@@ -93,3 +93,20 @@ def test_batches_hold_one_shape_and_at_most_the_batch_size():
     assert [crop for batch in batches for crop in batch] == in_batch_order
     assert len({crop.shape for crop in plan.crops}) == 2
     assert all(len(batch) <= 3 and len({crop.shape for crop in batch}) == 1 for batch in batches)
+
+
+@pytest.mark.parametrize("stack_depth", [1, 8])
+def test_each_crop_fits_the_lesion_on_its_own_slices_not_the_whole_region(stack_depth):
+    # One connected region: a wide lesion on slices 10-19 joined to a thin tail on slices 20-39. One
+    # window for the whole region would be 100 voxels wide on every slice; the tail's crops fit the tail.
+    mask = np.zeros((50, 128, 128), bool)
+    mask[10:20, 14:114, 60:64] = True
+    mask[20:40, 60:64, 60:64] = True
+    plan = plan_rois(mask, stack_depth, (16, 16), 8, margin=4)
+    for crop in plan.crops:
+        owned = mask[list(crop.owned_slices)]
+        rows = np.flatnonzero(owned.any(axis=(0, 2)))
+        wanted = -(-(rows[-1] + 1 - rows[0] + 2 * 4) // 8) * 8  # box + margins, rounded to the factor
+        assert crop.shape[1] == max(wanted, 16)
+    tail = [crop for crop in plan.crops if min(crop.owned_slices) >= 20]
+    assert tail and all(crop.shape[1:] == (16, 16) for crop in tail)
