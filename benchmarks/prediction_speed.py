@@ -40,6 +40,7 @@ from ldiff.evaluation.evaluate import format_table
 from ldiff.evaluation.metrics import thesis_metrics
 from ldiff.inference.model_loading import choose_model_folder, load_model
 from ldiff.inference.predictor import DEFAULT_STEPS, Predictor, SamplingOptions
+from ldiff.inference.roi import Crop, RoiPlan, chunk_runs, round_up, window_start
 from ldiff.io import read_image, save_json_atomic
 from ldiff.io.cases import read_binary_mask
 from ldiff.io.images import Geometry
@@ -86,6 +87,20 @@ def random_weights_model(dataset: str, config_name: str, task_name: str, root: P
     if (folder / "fingerprint.json").is_file():
         (output / "fingerprint.json").write_text((folder / "fingerprint.json").read_text())
     return output
+
+
+def whole_slice_plan(paint: np.ndarray, stack_depth: int, min_size, factor: int) -> RoiPlan:
+    """The reference implementation's layout (the ``naive`` row): every whole slice (a stack of
+    ``stack_depth`` slices, tiled without context) that holds a ``paint`` voxel ((Z, Y, X) bool),
+    padded to a multiple of ``factor``; ``min_size`` is ignored (a whole slice is at least the patch)."""
+    shape = paint.shape
+    height, width = round_up(shape[1], factor), round_up(shape[2], factor)
+    start_y, start_x = window_start(0, shape[1], height, shape[1]), window_start(0, shape[2], width, shape[2])
+    slices = np.flatnonzero(paint.any(axis=(1, 2)))
+    crops = [Crop(((first + stop - stack_depth) // 2, start_y, start_x), (stack_depth, height, width), 1,
+                  tuple(int(z) for z in slices if first <= z < stop))
+             for first, stop in chunk_runs(slices, stack_depth)]
+    return RoiPlan(tuple(crops), paint.astype(np.int32))
 
 
 def in_mask_quality(outputs: list[sitk.Image], healthy: list[sitk.Image] | None, lesion: np.ndarray) -> dict:
@@ -171,8 +186,9 @@ def main() -> None:
         if not arguments.no_naive:
             name = "ddim" if conditional else "repaint"
             steps = arguments.naive_steps if conditional else DEFAULT_STEPS[name]
-            naive = SamplingOptions(sampler=name, steps=max(1, steps // divisor), whole_slices=True)
-            rows.append(measure(Predictor(model, naive), "naive", images, lesion, healthy, arguments.seed))
+            naive = SamplingOptions(sampler=name, steps=max(1, steps // divisor))
+            rows.append(measure(Predictor(model, naive, crop_planner=whole_slice_plan), "naive", images, lesion,
+                                healthy, arguments.seed))
     hardware = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"\n{image_files[0].name}: {int(lesion.sum())} mask voxels; model {model.describe()}; {hardware}")
     columns = ["layout", "sampler", "steps", "seconds", "network_calls", "s_per_call", "crops", "psnr_in", "ssim_in"]

@@ -24,8 +24,11 @@ def test_rois_cover_every_mask_voxel_exactly_once_with_crops_of_the_factor(stack
     for trial in range(12):
         shape = (int(rng.integers(4, 30)), int(rng.integers(8, 70)), int(rng.integers(8, 70)))
         mask = random_mask(rng, shape)
-        whole = trial % 4 == 3
-        plan = plan_rois(mask, stack_depth, (32, 48), factor, margin=int(rng.integers(0, 12)), whole_slices=whole)
+        margin = int(rng.integers(0, 12))
+        if trial % 4 == 3:  # the reference layout of benchmarks/prediction_speed.py
+            plan = _prediction_speed_module().whole_slice_plan(mask, stack_depth, (32, 48), factor)
+        else:
+            plan = plan_rois(mask, stack_depth, (32, 48), factor, margin=margin)
         writes = np.zeros(shape, np.int64)
         slice_owners: dict[tuple[int, int], int] = {}
         for crop in plan.crops:
@@ -110,3 +113,38 @@ def test_each_crop_fits_the_lesion_on_its_own_slices_not_the_whole_region(stack_
         assert crop.shape[1] == max(wanted, 16)
     tail = [crop for crop in plan.crops if min(crop.owned_slices) >= 20]
     assert tail and all(crop.shape[1:] == (16, 16) for crop in tail)
+
+
+def _prediction_speed_module():
+    """benchmarks/prediction_speed.py, whose ``naive`` row needs the reference layout to keep working."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        specification = importlib.util.spec_from_file_location("prediction_speed", folder / "prediction_speed.py")
+        module = importlib.util.module_from_spec(specification)
+        specification.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+@pytest.mark.parametrize("stack_depth", [1, 4])
+def test_the_benchmarks_whole_slice_layout_covers_every_voxel_once_with_whole_padded_slices(stack_depth):
+    whole_slice_plan = _prediction_speed_module().whole_slice_plan
+    paint = np.zeros((20, 37, 45), bool)
+    paint[3:5, 2:6, 40:44] = True
+    paint[9:14, 30:35, 1:4] = True
+    plan = whole_slice_plan(paint, stack_depth, (16, 16), 8)
+    written = np.zeros(paint.shape, np.int32)
+    for crop in plan.crops:
+        assert crop.shape == (stack_depth, 40, 48)  # the whole slice, padded to the factor
+        assert crop.start[1:] == (-1, -1)            # centred padding
+        assert all(crop.start[0] <= z < crop.start[0] + stack_depth for z in crop.owned_slices)
+        volume_index, _ = owned_voxels(plan, crop)
+        written[volume_index] += 1
+    assert np.array_equal(written, paint.astype(np.int32))
+    assert sum(len(crop.owned_slices) for crop in plan.crops) == 7

@@ -47,10 +47,11 @@ Reproducibility: the same inputs, seed, options, batch size and device give the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -79,6 +80,8 @@ DEFAULT_LESION_PERCENTILE = {"t1": 10.0, "other": 99.0}
 COVERAGE_THRESHOLD = 1e-6
 DEFAULT_BATCH_SIZE = 8
 CPU_BATCH_SIZE = 8
+# (paint (Z, Y, X) bool, stack depth, (H, W) minimum crop size, downsampling factor) -> the crops to sample.
+CropPlanner = Callable[[np.ndarray, int, Sequence[int], int], RoiPlan]
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class SamplingOptions:
     ``eta`` (DDIM only), ``jump_length`` and ``resamplings`` (RePaint), ``t0`` (uncond_synth: an int
     timestep or a float fraction of the schedule), ``batch_size`` (samples per network call, the K
     draws of a crop included; default the model's training batch size, at least 1), ``context_margin`` and ``context_slices`` (see
-    :func:`ldiff.inference.roi.plan_rois`), ``whole_slices`` (the reference layout, for benchmarks),
+    :func:`ldiff.inference.roi.plan_rois`),
     ``num_samples`` (draws averaged per crop: 1 gives one realistic sample with texture; K > 1 gives
     their mean, an estimate of the posterior mean that minimises the expected squared error, smoother
     than any single draw, at K times the cost), ``views`` (slice orientations, see
@@ -108,7 +111,6 @@ class SamplingOptions:
     batch_size: int | None = None
     context_margin: int = DEFAULT_CONTEXT_MARGIN
     context_slices: int | None = None
-    whole_slices: bool = False
     num_samples: int | None = None
     views: tuple[str, ...] | str | None = None
 
@@ -204,11 +206,17 @@ class Predictor:
     Args:
         model: a :class:`LoadedModel` (see :meth:`from_folder`).
         options: sampler and cropping settings.
+        crop_planner: which crops to sample, ``(paint (Z, Y, X) bool, stack depth, (H, W) minimum
+            size, downsampling factor) -> RoiPlan``; default :func:`~ldiff.inference.roi.plan_rois`
+            with the options' context. Benchmarks pass other layouts (e.g. whole slices).
     """
 
-    def __init__(self, model: LoadedModel, options: SamplingOptions | None = None) -> None:
+    def __init__(self, model: LoadedModel, options: SamplingOptions | None = None,
+                 crop_planner: CropPlanner | None = None) -> None:
         self.model = model
         self.options = options or SamplingOptions()
+        self.crop_planner = crop_planner or functools.partial(
+            plan_rois, margin=self.options.context_margin, context_slices=self.options.context_slices)
         self.sampler = build_task_sampler(model, self.options)
         self.network_calls = 0
         spacing = model.description.get("target_spacing") or (1.0, 1.0, 1.0)
@@ -344,8 +352,7 @@ class Predictor:
 
         def sample_one_view(view_start: np.ndarray, view_paint: np.ndarray, view_seed: int) -> tuple[np.ndarray, int]:
             try:
-                plan = plan_rois(view_paint, model.stack_depth, model.patch_size, model.downsampling_factor,
-                                 self.options.context_margin, self.options.context_slices, self.options.whole_slices)
+                plan = self.crop_planner(view_paint, model.stack_depth, model.patch_size, model.downsampling_factor)
             except ValueError as error:  # e.g. more context slices than the model's stacks hold
                 raise LdiffError(f"Invalid cropping options for this model: {error}") from None
             return self._sample(view_start, view_paint, plan, view_seed, progress), len(plan.crops)

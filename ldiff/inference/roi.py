@@ -243,7 +243,6 @@ def plan_rois(
     factor: int,
     margin: int = DEFAULT_CONTEXT_MARGIN,
     context_slices: int | None = None,
-    whole_slices: bool = False,
 ) -> RoiPlan:
     """The crops that cover every voxel of ``paint`` exactly once (see the module docstring).
 
@@ -256,8 +255,6 @@ def plan_rois(
         margin: in-plane context voxels around each region's bounding box.
         context_slices: slices of context kept on each side of a stack's owned chunk; default
             :func:`default_context_slices`.
-        whole_slices: the reference implementation's layout (for benchmarks): one region, crops of
-            the whole slice (padded to the factor), stacks tiled without context.
 
     Returns:
         the :class:`RoiPlan`; no crops for an empty mask.
@@ -268,18 +265,13 @@ def plan_rois(
     if stack_depth < 1 or factor < 1 or margin < 0:
         raise ValueError(f"need stack_depth >= 1, factor >= 1 and margin >= 0; got {stack_depth}, {factor}, {margin}.")
     if context_slices is None:
-        context_slices = 0 if whole_slices else default_context_slices(stack_depth)
+        context_slices = default_context_slices(stack_depth)
     core_depth = stack_depth - 2 * context_slices
     if core_depth < 1:
         raise ValueError(f"{context_slices} context slices on each side leave no slice of a {stack_depth}-slice stack.")
     shape = paint.shape
-    if whole_slices:
-        labels = paint.astype(np.int32)
-        count = int(labels.max())
-        margin, min_size = max(shape), (shape[1], shape[2])
-    else:
-        labels, count = ndimage.label(paint, structure=np.ones((3, 3, 3), dtype=bool))
-        labels = labels.astype(np.int32, copy=False)
+    labels, count = ndimage.label(paint, structure=np.ones((3, 3, 3), dtype=bool))
+    labels = labels.astype(np.int32, copy=False)
     cost = _Costs(shape, stack_depth, core_depth, min_size, factor, margin)
     regions = []
     for label, found in enumerate(ndimage.find_objects(labels), start=1):
