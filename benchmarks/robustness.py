@@ -1,6 +1,6 @@
 """Does a fill model hold up on scans unlike its training data? Fills of perturbed test cases.
 
-    python benchmarks/robustness.py -d 2 --model ldiff/demo_models/t1_cond_fill --cases 2 --num-samples 4
+    python benchmarks/robustness.py -d 2 --model ldiff/demo_models/t1_cond_fill --cases 2
 
 The example dataset's test cases are altered the way another scanner or protocol alters a scan,
 identically in the input (with lesions) and in its lesion-free truth, and filled by the ldiff model
@@ -88,10 +88,11 @@ def main() -> None:
     parser.add_argument("-d", "--dataset", default="2", help="raw dataset with imagesTs, labelsTs, healthyTs")
     parser.add_argument("--model", required=True, type=Path, help="a cond_fill model folder")
     parser.add_argument("--perturbations", nargs="+", default=list(PERTURBATIONS), choices=list(PERTURBATIONS))
-    parser.add_argument("--sampler", default="dpm_solver")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--num-samples", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sampler", default=None, help="default: the model's own, as ldiff_predict")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--num-samples", type=int, default=None)
+    parser.add_argument("--views", default=None, help="e.g. axial, or all (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cases", type=int, default=2, help="the first N test cases")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmark_results/robustness"))
@@ -110,8 +111,9 @@ def main() -> None:
     masks = write_dilated_masks(dataset, cases, radius, arguments.output / "masks")
     predictor = Predictor.from_folder(arguments.model, device=arguments.device, sampler=arguments.sampler,
                                       steps=arguments.steps, batch_size=arguments.batch_size,
-                                      num_samples=arguments.num_samples)
-    model_label = f"ldiff ({'1 sample' if arguments.num_samples == 1 else f'mean of {arguments.num_samples}'})"
+                                      num_samples=arguments.num_samples, views=arguments.views)
+    sampling = predictor.describe_sampling()
+    model_label = "ldiff"
 
     rows = []
     for perturbation_name in arguments.perturbations:
@@ -143,8 +145,7 @@ def main() -> None:
             rows.append([perturbation_name, method, seconds, aggregate["ssim_in"]["mean"], aggregate["psnr_in"]["mean"]])
         print(format_table(rows[-len(timings):], HEADER))
 
-    summary = (f"Dataset {name}, {len(cases)} test cases, model {arguments.model} ({arguments.sampler}, "
-               f"{arguments.steps} steps); perturbed inputs and truths; region: lesion masks dilated by {radius} "
+    summary = (f"Dataset {name}, {len(cases)} test cases, model {arguments.model} ({sampling}); perturbed inputs and truths; region: lesion masks dilated by {radius} "
                f"voxel(s); thesis protocol.")
     table = write_report(arguments.output, "robustness", summary, HEADER, rows, result_provenance([Path(arguments.model)]))
     print(summary)
