@@ -43,17 +43,12 @@ def folder_name(label: str) -> str:
 
 def result_provenance(models: list[Path], checkpoint: str = "final") -> dict:
     """Command, commit, hardware and date of a result, and the SHA-256 of every model's checkpoint file."""
-    import hashlib
     import shlex
     import sys
 
     from ldiff.evaluation.benchmark.report import provenance
-    from ldiff.io.model_files import checkpoint_file
 
-    record = provenance("python " + " ".join(shlex.quote(a) for a in sys.argv))
-    record["models"] = {str(m): hashlib.sha256((m / checkpoint_file(checkpoint)).read_bytes()).hexdigest()
-                        for m in models}
-    return record
+    return provenance("python " + " ".join(shlex.quote(a) for a in sys.argv), models, checkpoint)
 
 
 def write_report(output: Path, stem: str, description: str, header: list[str], rows: list[list],

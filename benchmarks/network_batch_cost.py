@@ -78,12 +78,13 @@ def main() -> None:
                       f"{rows[-1]['microseconds_per_voxel']:7.2f} us/voxel  max dev {rows[-1]['max_abs_deviation']:.2g}")
     if arguments.output:
         command = "python " + " ".join(shlex.quote(part) for part in sys.argv)
-        record = {**provenance(command), "model": str(arguments.model), "crop": [height, width], "rows": rows}
+        record = {**provenance(command, [arguments.model]), "model": str(arguments.model), "crop": [height, width], "rows": rows}
         out = Path(arguments.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_json_atomic(record, out.with_suffix(".json"))
         lines = [f"# Network cost per crop voxel: {arguments.model}", "",
                  f"`{command}`  ", f"commit {record['commit']}, {record['hardware']}, {record['date']}; "
+                 f"checkpoint sha256 {next(iter(record['models'].values()))[:16]}; "
                  f"crop {height} x {width}, forward pass without gradients.", "",
                  "| batch | weights | dtype | s / call | us / voxel | max deviation from float32 NCHW |",
                  "|---:|---|---|---:|---:|---:|"]

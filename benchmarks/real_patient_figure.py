@@ -87,7 +87,7 @@ def main() -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output, suffix=".png") as temporary:
         figure.savefig(temporary, format="png", dpi=110)
-    record = provenance("python " + " ".join(shlex.quote(a) for a in sys.argv))
+    record = provenance("python " + " ".join(shlex.quote(a) for a in sys.argv), [folder])
     record.update(seconds=round(seconds, 1), lesion_voxels=int(mask.sum()), crops=result.crops,
                   network_calls=result.network_calls, model=str(folder), sampling=predictor.describe_sampling())
     save_json_atomic(record, output.with_suffix(".json"))

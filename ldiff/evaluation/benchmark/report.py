@@ -36,9 +36,14 @@ REAL_COLUMNS = (("residual_contrast_abs_pct", "|residual contrast| %"),
                 ("seconds", "s/case"))
 
 
-def provenance(command: str) -> dict[str, Any]:
-    """Command, commit, hardware and date of a result file."""
+def provenance(command: str, models: Sequence[str | Path] = (), checkpoint: str = "final") -> dict[str, Any]:
+    """Command, commit, hardware and date of a result file; with ``models`` (model folders) also
+    ``models``: the SHA-256 of each one's ``checkpoint`` file, so a number names the weights behind it."""
+    import hashlib
+
     import torch
+
+    from ldiff.io.model_files import checkpoint_file
 
     root = Path(__file__).resolve().parents[3]
     try:
@@ -52,8 +57,12 @@ def provenance(command: str) -> dict[str, Any]:
     device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
               else f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                    f"{torch.get_num_threads()} torch threads")
-    return {"command": command, "commit": commit, "hardware": device,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    record = {"command": command, "commit": commit, "hardware": device,
+              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    if models:
+        record["models"] = {str(folder): hashlib.sha256((Path(folder) / checkpoint_file(checkpoint)).read_bytes()).hexdigest()
+                            for folder in models}
+    return record
 
 
 def short_label(method: str) -> str:
