@@ -31,7 +31,7 @@ from ldiff.diffusion import NoiseSchedule
 from ldiff.errors import LdiffError
 from ldiff.io import load_json
 from ldiff.networks import build_network, downsampling_factor
-from ldiff.tasks import TASKS, Task, get_task
+from ldiff.tasks import DEFAULT_TASK_NAME, TASKS, Task, get_task
 from ldiff.io.model_files import (
     CHECKPOINT_FILES,
     MODEL_JSON,
@@ -42,9 +42,6 @@ from ldiff.io.model_files import (
 )
 
 logger = logging.getLogger("ldiff")
-
-DEFAULT_AUTO_TASK = "cond_fill"
-
 
 def demo_models_root() -> Path:
     """Folder of the packaged demo models (may not exist)."""
@@ -154,7 +151,7 @@ def choose_model_folder(model_folder: str | Path | None = None, dataset: str | N
             return trained[0].folder
         if not trained:
             # A demo model of another task is never picked for the user: -i/-o alone means "fill".
-            fills = [c for c in candidates if c.task == DEFAULT_AUTO_TASK]
+            fills = [c for c in candidates if c.task == DEFAULT_TASK_NAME]
             preferred = [c for c in fills if num_input_channels in (None, len(c.channel_names))]
             if len(preferred) == 1:
                 return preferred[0].folder

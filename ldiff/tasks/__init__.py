@@ -62,6 +62,8 @@ TASKS: dict[str, Task] = {
     )
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+# What a prediction without a named model or task does (``ldiff_predict -i scan -o filled``): fill.
+DEFAULT_TASK_NAME = "cond_fill"
 
 
 def get_task(name: str) -> Task:
@@ -71,5 +73,5 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["CONDITIONAL_SAMPLERS", "REPAINT_FILL_DEFAULTS", "TASKS", "TASK_NAMES", "VOID_VALUE", "ConditionalTask",
+__all__ = ["CONDITIONAL_SAMPLERS", "DEFAULT_TASK_NAME", "REPAINT_FILL_DEFAULTS", "TASKS", "TASK_NAMES", "VOID_VALUE", "ConditionalTask",
            "PartialNoisingTask", "RePaintFillTask", "Task", "get_task"]

@@ -55,7 +55,9 @@ def evaluate_thickness(inputs: Sequence[Path], names: Sequence[str], output: Pat
                 if hasattr(tool, "__dict__") else {}, "regions": region_mode, "channel": channel,
                 "inputs": {s.name: str(s.folder) for s in scan_sets}, "reference": reference, "truth": truth_name,
                 "tissue": None if tissue is None else str(tissue)}
-    header = (f"Cortical thickness ({tool.name}; regions: {region_mode}) of {len(study['cases'])} case(s); "
+    record = settings["provenance"]
+    header = (f"Command: `{record['command']}`  \nCommit {record['commit']}, {record['hardware']}, {record['date']}.\n\n"
+              f"Cortical thickness ({tool.name}; regions: {region_mode}) of {len(study['cases'])} case(s); "
               f"reference: {reference}" + (f"; truth: {truth}" if truth is not None else "") + ".  \n"
               "thesis change = 100 |x - y| / (x + y) (the reference thesis's measure, half the percent difference); "
               "bias = filled minus truth; bias removed = 1 - sum|bias filled| / sum|bias unfilled| over cases.")
