@@ -41,6 +41,8 @@ setup(
             "ldiff_benchmark=ldiff.cli.benchmark:main",
             "ldiff_select_channels=ldiff.cli.select_channels:main",
             "ldiff_evaluate_thickness=ldiff.cli.evaluate_thickness:main",
+            "ldiff_reader_study=ldiff.cli.reader_study:main",
+            "ldiff_convert=ldiff.cli.convert:main",
         ]
     },
 )

@@ -42,6 +42,7 @@ from ldiff.io import atomic_path, save_json_atomic, write_image_atomic
 
 from .items import LesionCandidate, case_lesions, crop_half_sizes, crop_image, find_cases, load_case_images
 from .montage import write_montage
+from .score import NO, YES
 
 logger = logging.getLogger("ldiff")
 
@@ -75,9 +76,9 @@ def check_settings(groups: Sequence[GroupInput], output: Path, num_items: int, r
         raise LdiffError(f"a reader study compares two groups of scans, not {len(groups)}.")
     labels = [group.label for group in groups]
     for label in labels:
-        if not LABEL_PATTERN.match(label) or label.lower() in RESERVED_COLUMNS:
+        if not LABEL_PATTERN.match(label) or label.lower() in RESERVED_COLUMNS + YES + NO:
             raise LdiffError(f"--labels: {label!r} cannot name a group; use a letter followed by letters, digits, "
-                             "_ or - (not item_id or confidence).")
+                             "_ or - (not item_id, confidence or an answer such as yes or no).")
     if labels[0].lower() == labels[1].lower():
         raise LdiffError(f"--labels: the two groups need different names (got {labels[0]} twice).")
     if num_items < 2 or num_items % 2:
@@ -226,7 +227,8 @@ def make_reader_study(groups: Sequence[GroupInput], output: Path, num_items: int
                          f"{counts[1]}); every item must show the same channels, or the count tells the groups apart.")
     num_channels = channel_counts.pop()
     if channel_names is not None and len(channel_names) != num_channels:
-        raise LdiffError(f"--channel-names gives {len(channel_names)} name(s) but the scans have {num_channels} channel(s).")
+        raise LdiffError(f"--channel-names gives {len(channel_names)} name(s) but the scans have {num_channels} "
+                         "channel(s).")
     candidates = [_scan_lesions(group_cases, group, min_voxels, progress) for group, group_cases in enumerate(cases)]
     rng = np.random.default_rng(seed)
     chosen = choose_lesions(candidates, num_items // 2, labels, min_voxels, rng)

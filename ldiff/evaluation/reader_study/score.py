@@ -60,7 +60,8 @@ def load_study_set(folder: Path) -> StudySet:
         labels = tuple(str(group["label"]) for group in study["groups"])
         item_ids, answer_column = tuple(study["item_ids"]), str(study["answer_column"])
     except (ValueError, KeyError, TypeError) as error:
-        raise LdiffError(f"{study_path}: is not a reader-study description ({type(error).__name__}: {error}).") from None
+        raise LdiffError(f"{study_path}: is not a reader-study description ({type(error).__name__}: "
+                         f"{error}).") from None
     if not key_path.is_file():
         raise LdiffError(f"{key_path}: missing; scoring needs the set's key (keep it with study.json).")
     if hashlib.sha256(key_path.read_bytes()).hexdigest() != study.get("key_sha256"):
@@ -215,8 +216,9 @@ def score_sheets(study_set: StudySet, sheets: Sequence[Sheet]) -> dict:
                                for item_id, t in zip(study_set.item_ids, truth)])
     kappas = []
     for first, second in itertools.combinations(sheets, 2):
-        value = cohen_kappa([first.answers[i] for i in study_set.item_ids], [second.answers[i] for i in study_set.item_ids])
-        kappas.append({"readers": [first.reader, second.reader], "kappa": value})
+        kappa = cohen_kappa([first.answers[i] for i in study_set.item_ids],
+                            [second.answers[i] for i in study_set.item_ids])
+        kappas.append({"readers": [first.reader, second.reader], "kappa": kappa})
     defined = [entry["kappa"] for entry in kappas if entry["kappa"] is not None]
     return {
         "set": str(study_set.folder), "num_items": len(truth),
