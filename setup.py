@@ -43,6 +43,7 @@ setup(
             "ldiff_evaluate_thickness=ldiff.cli.evaluate_thickness:main",
             "ldiff_reader_study=ldiff.cli.reader_study:main",
             "ldiff_convert=ldiff.cli.convert:main",
+            "ldiff_synthesize_dataset=ldiff.cli.synthesize_dataset:main",
         ]
     },
 )

@@ -15,3 +15,10 @@ fi
 # LDIFF_EXTRAS picks the optional extras (default: test; CI adds thickness, i.e. antspyx for
 # ldiff_evaluate_thickness, whose wheel pins numpy < 2.4 and scipy < 1.16).
 "$PYTHON" -m pip install --quiet -e ".[${LDIFF_EXTRAS:-test}]"
+# The tests check synthetic datasets with nnU-Net's own verification. nnunetv2's declared dependencies
+# would replace torch (they pull torchvision and a CUDA build), so it and the few packages its
+# verification imports are installed without dependencies, for the tests only.
+if [[ ",${LDIFF_EXTRAS:-test}," == *",test,"* ]]; then
+  "$PYTHON" -m pip install --quiet --no-deps nnunetv2==2.8.1 acvl-utils==0.2.6 blosc2==3.3.4 msgpack==1.2.4 \
+    ndindex==1.10.1 numexpr==2.14.2 platformdirs==4.14.9
+fi

@@ -234,18 +234,27 @@ def _library_at(library: LesionLibrary | None, spacing: tuple[float, ...], cache
     return cache[key]
 
 
-def _propose(job: MaskJob, request: MaskRequest, library: LesionLibrary | None, seed: int, cache: dict) -> dict:
-    image, reorientation, anatomy = load_target(job)
+def propose_mask(image: sitk.Image, reorientation: Reorientation, anatomy: TargetAnatomy, request: MaskRequest,
+                 library: LesionLibrary | None, seed: int, cache: dict) -> tuple[sitk.Image, dict]:
+    """One proposed mask for a scan read by :func:`load_target`: uint8 0/1 on ``image``'s exact grid, and
+    its record entry. ``cache`` keeps the library resampled per spacing across calls of a run."""
     library = _library_at(library, anatomy.spacing, cache)
     scale = request.periventricular_mm or None  # 0 means uniform
     proposed = propose_lesion_mask(anatomy, np.random.default_rng(seed), count=request.count,
                                    load_ml=request.load_ml, library=library, radius_mm=request.radius_mm,
                                    periventricular_mm=scale)
-    _write_mask(proposed.mask, image, reorientation, job.output_file)
-    logger.info("%s: %d lesions, %.2f mL -> %s", job.case, proposed.lesion_count, proposed.load_ml, job.output_file)
-    return {"lesions": proposed.lesion_count, "load_ml": round(proposed.load_ml, 4),
-            "periventricular": proposed.periventricular, "shape_source": proposed.shape_source,
-            "wm_source": anatomy.source}
+    mask = restore_orientation(proposed.mask.astype(np.uint8), reorientation, Geometry.of(image))
+    return mask, {"lesions": proposed.lesion_count, "load_ml": round(proposed.load_ml, 4),
+                  "periventricular": proposed.periventricular, "shape_source": proposed.shape_source,
+                  "wm_source": anatomy.source}
+
+
+def _propose(job: MaskJob, request: MaskRequest, library: LesionLibrary | None, seed: int, cache: dict) -> dict:
+    image, reorientation, anatomy = load_target(job)
+    mask, entry = propose_mask(image, reorientation, anatomy, request, library, seed, cache)
+    write_image_atomic(mask, job.output_file)
+    logger.info("%s: %d lesions, %.2f mL -> %s", job.case, entry["lesions"], entry["load_ml"], job.output_file)
+    return entry
 
 
 def _transfer(job: MaskJob, patient_t1: sitk.Image, patient_mask: sitk.Image, seed: int) -> dict:
