@@ -155,14 +155,21 @@ def refuse_overwriting_inputs(input_path: Path, output: Path, jobs: Sequence[Fil
                     raise LdiffError(f"{path}: this output would overwrite the input {source}; choose another -o.")
 
 
-def load_job(job: FillJob) -> tuple[list[sitk.Image], np.ndarray, np.ndarray | None]:
-    """Read and check every file of ``job``: (channel images, lesion mask, WM mask or None)."""
-    images = [read_image(path) for path in job.image_files]
+def read_channels(image_files: Sequence[Path]) -> list[sitk.Image]:
+    """Every channel file of one case, read and checked to share the first one's grid."""
+    images = [read_image(path) for path in image_files]
     reference = Geometry.of(images[0])
-    for path, image in zip(job.image_files[1:], images[1:]):
+    for path, image in zip(image_files[1:], images[1:]):
         mismatch = geometry_mismatch(reference, Geometry.of(image))
         if mismatch is not None:
-            raise LdiffError(f"{path}: grid differs from the first channel {job.image_files[0]} ({mismatch}).")
+            raise LdiffError(f"{path}: grid differs from the first channel {image_files[0]} ({mismatch}).")
+    return images
+
+
+def load_job(job: FillJob) -> tuple[list[sitk.Image], np.ndarray, np.ndarray | None]:
+    """Read and check every file of ``job``: (channel images, lesion mask, WM mask or None)."""
+    images = read_channels(job.image_files)
+    reference = Geometry.of(images[0])
     lesions = read_binary_mask(job.mask_file, reference, job.image_files[0], "lesion mask")
     wm = None if job.wm_file is None else read_binary_mask(job.wm_file, reference, job.image_files[0], "WM mask")
     return images, lesions, wm

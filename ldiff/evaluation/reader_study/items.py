@@ -20,8 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ldiff.errors import LdiffError
-from ldiff.io.cases import find_case_channels, read_binary_mask
-from ldiff.io.images import Geometry, geometry_mismatch, read_geometry, read_image
+from ldiff.io.cases import find_case_channels, read_binary_mask, read_channels
+from ldiff.io.images import Geometry, read_geometry
 from ldiff.masks.components import label_components, lesion_components
 
 
@@ -104,12 +104,8 @@ def case_lesions(case: CaseFiles, group: int, min_voxels: int) -> list[LesionCan
 
 def load_case_images(case: CaseFiles) -> tuple[list[sitk.Image], np.ndarray]:
     """Every channel of ``case`` (checked to share one grid) and its mask's component labels (int32 (Z, Y, X))."""
-    images = [read_image(path) for path in case.image_files]
+    images = read_channels(case.image_files)
     reference = Geometry.of(images[0])
-    for path, image in zip(case.image_files[1:], images[1:]):
-        mismatch = geometry_mismatch(reference, Geometry.of(image))
-        if mismatch is not None:
-            raise LdiffError(f"{path}: grid differs from the first channel {case.image_files[0]} ({mismatch}).")
     mask = read_binary_mask(case.mask_file, reference, case.image_files[0], "lesion mask")
     labels, _ = label_components(mask)
     return images, labels
