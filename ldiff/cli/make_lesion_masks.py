@@ -14,9 +14,9 @@ from pathlib import Path
 from ldiff.cli.common import run_command
 
 # Literal copies of ldiff.masks.lesion_masks' defaults, so that --help needs no scipy import.
-_DEFAULT_COUNT = 10
-_DEFAULT_RADIUS_MM = (1.5, 6.0)
-_DEFAULT_PERIVENTRICULAR_MM = 10.0
+DEFAULT_COUNT = 10
+DEFAULT_RADIUS_MM = (1.5, 6.0)
+DEFAULT_PERIVENTRICULAR_MM = 10.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output mask file (single image) or folder of {case}.nii.gz masks (folder input)")
     # count and load exclude each other; checked by the library so the error is one sentence, exit 1.
     parser.add_argument("--count", type=int, metavar="N",
-                        help=f"lesions per scan (default {_DEFAULT_COUNT} when neither --count nor --load is given)")
+                        help=f"lesions per scan (default {DEFAULT_COUNT} when neither --count nor --load is given)")
     parser.add_argument("--load", type=float, metavar="ML",
                         help="total lesion load per scan in mL: shapes are added until it is reached "
                         "(ends at most 2 %% above it, or below by less than a small shape)")
@@ -41,12 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--library-from", metavar="SRC",
                         help="take real lesion shapes from a lesion library: a preprocessed dataset id (001) or "
                         "a lesion_library .npz file (default: synthetic ellipsoids)")
-    parser.add_argument("--radius-mm", type=float, nargs=2, metavar=("LOW", "HIGH"), default=_DEFAULT_RADIUS_MM,
+    parser.add_argument("--radius-mm", type=float, nargs=2, metavar=("LOW", "HIGH"), default=DEFAULT_RADIUS_MM,
                         help="semi-axis range of synthetic ellipsoids in mm, drawn log-uniformly "
-                        f"(default {_DEFAULT_RADIUS_MM[0]} {_DEFAULT_RADIUS_MM[1]})")
-    parser.add_argument("--periventricular-mm", type=float, default=_DEFAULT_PERIVENTRICULAR_MM, metavar="MM",
+                        f"(default {DEFAULT_RADIUS_MM[0]} {DEFAULT_RADIUS_MM[1]})")
+    parser.add_argument("--periventricular-mm", type=float, default=DEFAULT_PERIVENTRICULAR_MM, metavar="MM",
                         help="decay length of the preference for WM near the ventricles; 0 places lesions "
-                        f"uniformly in WM (default {_DEFAULT_PERIVENTRICULAR_MM})")
+                        f"uniformly in WM (default {DEFAULT_PERIVENTRICULAR_MM})")
     parser.add_argument("--channel", type=int, default=0, metavar="K",
                         help="folder input: the T1-weighted channel, files {case}_{K:04d} (default 0)")
     parser.add_argument("--tissue", type=Path, metavar="PATH",

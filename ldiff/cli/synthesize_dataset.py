@@ -11,11 +11,8 @@ import argparse
 from pathlib import Path
 
 from ldiff.cli.common import run_command
-
-# Literal copies of ldiff.masks.lesion_masks' defaults, so that --help needs no scipy import.
-_DEFAULT_COUNT = 10
-_DEFAULT_RADIUS_MM = (1.5, 6.0)
-_DEFAULT_PERIVENTRICULAR_MM = 10.0
+# The mask options are ldiff_make_lesion_masks' own (its literal copies of the library's defaults).
+from ldiff.cli.make_lesion_masks import DEFAULT_COUNT, DEFAULT_PERIVENTRICULAR_MM, DEFAULT_RADIUS_MM
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,17 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also add this raw dataset's training cases (hard links), as real_{case}")
     masks = parser.add_argument_group("lesion masks (as ldiff_make_lesion_masks)")
     masks.add_argument("--count", type=int, metavar="N",
-                       help=f"lesions per case (default {_DEFAULT_COUNT} when neither --count nor --load is given)")
+                       help=f"lesions per case (default {DEFAULT_COUNT} when neither --count nor --load is given)")
     masks.add_argument("--load", type=float, metavar="ML", help="total lesion load per case in mL")
     masks.add_argument("--library-from", metavar="SRC",
                        help="real lesion shapes: a preprocessed dataset id (001) or a lesion_library .npz file "
                        "(default: synthetic ellipsoids)")
-    masks.add_argument("--radius-mm", type=float, nargs=2, metavar=("LOW", "HIGH"), default=_DEFAULT_RADIUS_MM,
-                       help=f"semi-axis range of synthetic ellipsoids in mm (default {_DEFAULT_RADIUS_MM[0]} "
-                       f"{_DEFAULT_RADIUS_MM[1]})")
-    masks.add_argument("--periventricular-mm", type=float, default=_DEFAULT_PERIVENTRICULAR_MM, metavar="MM",
+    masks.add_argument("--radius-mm", type=float, nargs=2, metavar=("LOW", "HIGH"), default=DEFAULT_RADIUS_MM,
+                       help=f"semi-axis range of synthetic ellipsoids in mm (default {DEFAULT_RADIUS_MM[0]} "
+                       f"{DEFAULT_RADIUS_MM[1]})")
+    masks.add_argument("--periventricular-mm", type=float, default=DEFAULT_PERIVENTRICULAR_MM, metavar="MM",
                        help="decay length of the preference for WM near the ventricles; 0 places lesions uniformly "
-                       f"(default {_DEFAULT_PERIVENTRICULAR_MM})")
+                       f"(default {DEFAULT_PERIVENTRICULAR_MM})")
     model = parser.add_argument_group("model (default: the one synthesis model for these channels, e.g. the demo "
                                       "t1_flair_cond_synth)")
     model.add_argument("-m", "--model", metavar="MODEL_FOLDER", help="a cond_synth or uncond_synth model's fold folder")
