@@ -27,10 +27,11 @@ from ldiff.dataset.raw import RawDataset
 from ldiff.errors import LdiffError
 from ldiff.io.cases import find_case_channels
 from ldiff.io.images import geometry_mismatch, read_geometry
+from ldiff.tasks import SYNTHESIS_TASK_NAMES
 
 logger = logging.getLogger("ldiff")
 
-SYNTHESIS_TASKS = ("cond_synth", "uncond_synth")
+SYNTHESIS_TASKS = SYNTHESIS_TASK_NAMES  # cond_synth, uncond_synth
 
 
 @dataclass(frozen=True)

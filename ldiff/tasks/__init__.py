@@ -62,6 +62,8 @@ TASKS: dict[str, Task] = {
     )
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+# The tasks that paint lesions (for commands that need a synthesis model, e.g. ldiff_synthesize_dataset).
+SYNTHESIS_TASK_NAMES: tuple[str, ...] = tuple(name for name, task in TASKS.items() if task.paints_lesions)
 # What a prediction without a named model or task does (``ldiff_predict -i scan -o filled``): fill.
 DEFAULT_TASK_NAME = "cond_fill"
 
@@ -73,5 +75,5 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["CONDITIONAL_SAMPLERS", "DEFAULT_TASK_NAME", "REPAINT_FILL_DEFAULTS", "TASKS", "TASK_NAMES", "VOID_VALUE", "ConditionalTask",
+__all__ = ["CONDITIONAL_SAMPLERS", "DEFAULT_TASK_NAME", "REPAINT_FILL_DEFAULTS", "SYNTHESIS_TASK_NAMES", "TASKS", "TASK_NAMES", "VOID_VALUE", "ConditionalTask",
            "PartialNoisingTask", "RePaintFillTask", "Task", "get_task"]
