@@ -32,7 +32,9 @@ from ldiff.evaluation.evaluate import evaluate_folder
 from ldiff.io.model_files import read_model_json
 from ldiff.io import read_image, write_image_atomic
 from ldiff.io.images import Geometry
+from ldiff.evaluation.synthesis_realism import DEFAULT_NOISE_FACTOR, coverage, noise_level
 from ldiff.masks import dilate_mask
+from ldiff.tasks import get_task
 
 WM_LABEL = 3
 SHELL_MM = (2.0, 5.0)
@@ -78,7 +80,7 @@ def main() -> None:
     if not cases or any(c.healthy_files is None or c.tissue_file is None for c in cases):
         raise SystemExit(f"{dataset.folder} needs imagesTs, labelsTs, healthyTs and tissueTs (ldiff_make_example writes them).")
     description = read_model_json(arguments.model)
-    if "synth" not in description["task"]:
+    if not get_task(description["task"]).paints_lesions:
         raise SystemExit(f"{arguments.model}: a {description['task']} model; this benchmark needs a synthesis model.")
     channel_names = list(description["channel_names"])
     channels = [dataset.channel_names.index(channel) for channel in channel_names]
@@ -114,19 +116,27 @@ def main() -> None:
                       label: (synthesised, float(np.mean(seconds))),
                       "real lesions (reference)": (references, None)}
     contrasts = {method: {channel: [] for channel in channel_names} for method in rows_by_method}
+    # Coverage (issue 12): the share of the lesion mask changed from the lesion-free input by more than
+    # DEFAULT_NOISE_FACTOR x the input's noise level in the surrounding normal WM, per channel.
+    covered = {method: {channel: [] for channel in channel_names} for method in rows_by_method}
     for case in cases:
         lesion_image = read_image(case.label_file)
         lesion = sitk.GetArrayFromImage(lesion_image) > 0
         dilated = sitk.GetArrayFromImage(read_image(masks / case.label_file.name)) > 0
         tissue = sitk.GetArrayFromImage(read_image(case.tissue_file))
         shell = normal_white_matter_shell(lesion, tissue, dilated, lesion_image.GetSpacing())
+        healthy = {index: sitk.GetArrayFromImage(read_image(inputs / case.image_files[index].name)).astype(np.float64)
+                   for index in channels}
         for method, (folder, _) in rows_by_method.items():
             for index, channel in zip(channels, channel_names):
                 image = sitk.GetArrayFromImage(read_image(folder / case.image_files[index].name)).astype(np.float64)
                 contrasts[method][channel].append(lesion_contrast_percent(image, lesion, shell))
+                threshold = DEFAULT_NOISE_FACTOR * noise_level(healthy[index], shell)
+                covered[method][channel].append(coverage(healthy[index], image, lesion, threshold))
 
     header = (["method", "seconds/case"] + [f"{p} {m}" for p, m in METRICS]
-              + [f"{channel} lesion contrast %" for channel in channel_names])
+              + [f"{channel} lesion contrast %" for channel in channel_names]
+              + [f"{channel} coverage" for channel in channel_names])
     rows = []
     for method, (folder, time_per_case) in rows_by_method.items():
         row: list = [method, time_per_case]
@@ -139,12 +149,15 @@ def main() -> None:
                 entry = result["aggregate"].get(protocol, {}).get(metric)
                 row.append(None if entry is None else entry["mean"])
         row += [float(np.nanmean(contrasts[method][channel])) for channel in channel_names]
+        row += [float(np.nanmean(covered[method][channel])) for channel in channel_names]
         rows.append(row)
     summary = (f"Dataset {name}, {len(cases)} test cases: lesions synthesised into the lesion-free scans in the real "
                f"lesion masks, scored against the scans with the real lesions inside the masks dilated by {radius} "
                f"voxel(s) (thesis: [-1, 1], SSIM 7x7 data range 2, PSNR 10 log10(4/MSE); brats2023: percentile-"
                f"normalised). Lesion contrast: % difference of the lesion mean from the normal WM {SHELL_MM[0]:g}-"
-               f"{SHELL_MM[1]:g} mm around it (T1w lesions are darker, FLAIR lesions brighter).")
+               f"{SHELL_MM[1]:g} mm around it (T1w lesions are darker, FLAIR lesions brighter). Coverage: share of the "
+               f"lesion mask changed from the lesion-free input by more than {DEFAULT_NOISE_FACTOR:g} x its noise level "
+               f"in that WM.")
     table = write_report(output, "synthesis", summary, header, rows,
                          result_provenance([Path(arguments.model)], arguments.checkpoint))
     print(summary)
