@@ -16,8 +16,8 @@ from ldiff.masks.boundary import (
 )
 from ldiff.masks.components import LesionComponent, label_components, lesion_components, lesion_statistics
 from ldiff.masks.library import LesionLibrary, axial_cross_section
-from ldiff.masks.morphology import dilate_mask, dilation_kernel
-from ldiff.masks.placement import Placement, ShapePlacer, periventricular_weights, place_shape
+from ldiff.masks.morphology import dilate_mask
+from ldiff.masks.placement import Placement, ShapePlacer, periventricular_weights
 from ldiff.masks.sampler import DEFAULT_MASK_CONFIG, MaskSampler, mask_config_from_statistics, resolve_mask_config
 from ldiff.masks.shapes import random_ellipse, random_ellipsoid, random_rotation
 
@@ -32,14 +32,12 @@ __all__ = [
     "boundary_profile",
     "boundary_width_from_intensity",
     "dilate_mask",
-    "dilation_kernel",
     "dilation_radius_voxels",
     "label_components",
     "lesion_components",
     "lesion_statistics",
     "mask_config_from_statistics",
     "periventricular_weights",
-    "place_shape",
     "random_ellipse",
     "random_ellipsoid",
     "random_rotation",

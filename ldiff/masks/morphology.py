@@ -44,29 +44,6 @@ def _reach(
     return radius, axis_spacing, half_width
 
 
-def dilation_kernel(
-    ndim: int = 3,
-    radius_voxels: float | None = None,
-    *,
-    radius_mm: float | None = None,
-    spacing: Spacing | None = None,
-    shape: KernelShape = "ball",
-) -> np.ndarray:
-    """The structuring element :func:`dilate_mask` uses, as a bool array of odd size per axis.
-
-    Ball: offsets o (in voxels) with sum((o_i * spacing_i)^2) <= radius^2. Cube: |o_i| <= half-width
-    of axis i. Radius rules as in :func:`dilate_mask`.
-    """
-    radius, axis_spacing, half_width = _reach(ndim, radius_voxels, radius_mm, spacing)
-    if shape == "cube":
-        return np.ones([2 * h + 1 for h in half_width], dtype=bool)
-    if shape != "ball":
-        raise ValueError(f"shape must be 'ball' or 'cube', got {shape!r}")
-    offsets = np.meshgrid(*[np.arange(-h, h + 1) for h in half_width], indexing="ij")
-    squared = sum((o * s) ** 2 for o, s in zip(offsets, axis_spacing))
-    return np.sqrt(squared) <= radius + _DISTANCE_TOLERANCE
-
-
 def dilate_mask(
     mask: np.ndarray,
     radius_voxels: float | None = None,

@@ -132,34 +132,6 @@ class ShapePlacer:
         return best if return_best else None
 
 
-def place_shape(
-    shape_mask: np.ndarray,
-    wm_mask: np.ndarray,
-    rng: np.random.Generator,
-    min_wm_fraction: float = 0.9,
-    centre_weights: np.ndarray | None = None,
-    brain_mask: np.ndarray | None = None,
-    forbidden: np.ndarray | None = None,
-    max_tries: int = 50,
-    return_best: bool = False,
-) -> np.ndarray | None:
-    """Place one shape (bool crop) in a volume of ``wm_mask``'s shape; a full-size bool mask or None.
-
-    At least ``min_wm_fraction`` of the shape's voxels lie in WM that is inside ``brain_mask`` and
-    outside ``forbidden``; the returned mask is additionally clipped to brain and not-forbidden, so
-    it may have fewer voxels than the shape. ``centre_weights`` is a preference map (e.g.
-    :func:`periventricular_weights`). After ``max_tries`` failures: None, or the best try when
-    ``return_best``. See :class:`ShapePlacer` for the details and for placing many shapes cheaply.
-    """
-    placer = ShapePlacer(wm_mask, brain_mask, forbidden, centre_weights)
-    placement = placer.place(shape_mask, rng, min_wm_fraction, max_tries, return_best)
-    if placement is None:
-        return None
-    volume = np.zeros(placer.shape, dtype=bool)
-    placement.paint(volume)
-    return volume
-
-
 def periventricular_weights(
     ventricle_mask: np.ndarray, spacing: Spacing | None = None, scale_mm: float = 10.0
 ) -> np.ndarray:
