@@ -28,6 +28,8 @@ fill_all() {  # $1 = scans folder holding unfilled/ and masks/
   local s="$1" m
   ldiff_predict -i "$s/unfilled" --masks "$s/masks" -m "$model" -o "$s/ldiff_mean4" --continue
   ldiff_predict -i "$s/unfilled" --masks "$s/masks" -m "$model" -o "$s/ldiff_one" --num-samples 1 --continue
+  # Which weights made the ldiff fills: the thickness tables name methods, this names the model.
+  sha256sum "$model/checkpoint_final.pth" > "$s/ldiff_model.sha256"
   for m in "${classic[@]}"; do
     [ -d "$s/$m" ] || ldiff_fill_classic -i "$s/unfilled" --masks "$s/masks" -o "$s/$m" --method "$m" --dilate-like "$model"
   done
