@@ -7,13 +7,13 @@
 # Phantoms: the first CASES (default 2) test cases of Dataset002_MSPhantomT1 (scripts/demo.sh builds it).
 # Their lesion-free truth (healthyTs) is known, so each filler's remaining bias is measured. Methods: the
 # unfilled scan, the same scan again under another name (the run-to-run variation of the thickness
-# pipeline), the default ldiff model with its default sampling (the mean of 4 draws) and with one draw,
+# pipeline), the default ldiff model with its default sampling (ldiff_default) and with one axial draw (ldiff_one),
 # and the classic fillers, every filler replacing the lesion mask dilated as the model's plan does (--dilate-like).
 # Patients: the T1 of patient07 and patient19 of ../shared/data/open_ms_data (Lesjak et al. 2017, CC-BY;
 # linked, never copied), their real lesions filled the same way; no truth, so change against unfilled only.
 # Scans are on the MNI152 grid, so regions come from world coordinates (--regions mni).
 # Every step resumes (--continue), so an interrupted study goes on where it stopped. DiReCT takes tens of
-# minutes per 1 mm scan on one CPU core, so METHODS="unfilled ldiff_mean4" runs a first subset and a
+# minutes per 1 mm scan on one CPU core, so METHODS="unfilled ldiff_default" runs a first subset and a
 # later run with more methods reuses the thickness maps already computed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +26,8 @@ classic=(patch biharmonic ringmedian slf nawm rim)
 
 fill_all() {  # $1 = scans folder holding unfilled/ and masks/
   local s="$1" m
-  ldiff_predict -i "$s/unfilled" --masks "$s/masks" -m "$model" -o "$s/ldiff_mean4" --continue
-  ldiff_predict -i "$s/unfilled" --masks "$s/masks" -m "$model" -o "$s/ldiff_one" --num-samples 1 --continue
+  ldiff_predict -i "$s/unfilled" --masks "$s/masks" -m "$model" -o "$s/ldiff_default" --continue
+  ldiff_predict -i "$s/unfilled" --masks "$s/masks" -m "$model" -o "$s/ldiff_one" --views axial --num-samples 1 --continue
   # Which weights made the ldiff fills: the thickness tables name methods, this names the model.
   sha256sum "$model/checkpoint_final.pth" > "$s/ldiff_model.sha256"
   for m in "${classic[@]}"; do
@@ -39,7 +39,7 @@ thickness() {  # $1 = scans folder, $2 = output folder, $3... = extra options
   local s="$1" o="$2"; shift 2
   local inputs=() names n
   # METHODS picks and orders the methods (unfilled first); a later run with more reuses the maps.
-  read -r -a names <<< "${METHODS:-unfilled ldiff_mean4 ldiff_one ${classic[*]} repeat}"
+  read -r -a names <<< "${METHODS:-unfilled ldiff_default ldiff_one ${classic[*]} repeat}"
   for n in "${names[@]}"; do inputs+=(-i "$s/$n"); done
   ldiff_evaluate_thickness "${inputs[@]}" --names "${names[@]}" --regions mni -o "$o" --continue "$@"
 }
