@@ -63,8 +63,11 @@ case "${1:-}" in
     for pair in "07 19" "19 07"; do
       set -- $pair  # $1 = the patient scored, $2 = the patient its model was trained with
       [ -f "$(model "$2")/checkpoint_final.pth" ] || { echo "no model trained with patient$2 yet"; continue; }
-      python benchmarks/synthesis_real_patients.py --patients "$1" --model "$(model "$2")" -o "$out/patient$1"
-      python benchmarks/synthesis_comparison.py -d 1 --model "$(model "$2")" -o "$out/phantoms_with_p$2"
+      # Each result is made once (a rerun of score skips what is there).
+      [ -f "$out/patient$1/synthesis_realism.json" ] ||
+        python benchmarks/synthesis_real_patients.py --patients "$1" --model "$(model "$2")" -o "$out/patient$1"
+      [ -f "$out/phantoms_with_p$2/synthesis.json" ] ||
+        python benchmarks/synthesis_comparison.py -d 1 --model "$(model "$2")" -o "$out/phantoms_with_p$2"
     done
     ;;
   *) echo "usage: $0 prepare|train 07|19, or score"; exit 2 ;;
