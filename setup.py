@@ -33,7 +33,7 @@ setup(
         "console_scripts": [
             "ldiff_make_example=ldiff.cli.make_example:main",
             "ldiff_plan_and_preprocess=ldiff.cli.plan_and_preprocess:main",
-            "ldiff_train=ldiff.cli.train:main",
+            "ldiff_train=ldiff.training.command:main",
             "ldiff_predict=ldiff.cli.predict:main",
             "ldiff_make_lesion_masks=ldiff.cli.make_lesion_masks:main",
             "ldiff_fill_classic=ldiff.cli.fill_classic:main",

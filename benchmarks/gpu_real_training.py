@@ -200,7 +200,7 @@ def install_simpleitk_stub(folder: Path) -> None:
 def train_command(run_name: str, steps: int, warmup: int, workers: int, device: str, log_every: int) -> list[str]:
     number, configuration, batch_size, pretrained, slice_axes = RUNS[run_name]
     weights = DEMO if pretrained == "DEMO" else REPO / pretrained
-    return [sys.executable, "-m", "ldiff.cli.train", number, configuration, "cond_fill", *TRAIN_OPTIONS,
+    return [sys.executable, "-m", "ldiff.training.command", number, configuration, "cond_fill", *TRAIN_OPTIONS,
             "--pretrained-weights", str(weights), "--slice-axes", slice_axes,
             "--steps", str(steps), "--warmup-steps", str(warmup), "--batch-size", str(batch_size),
             "--num-workers", str(workers), "--device", device, "--log-every", str(log_every)]

@@ -144,7 +144,7 @@ def test_the_float16_demo_model_loads_into_a_matching_plan(data_roots):
 
 
 def run_cli(monkeypatch, capsys, *arguments: str) -> tuple[int, str]:
-    from ldiff.cli.train import main
+    from ldiff.training.command import main
 
     monkeypatch.setattr(sys, "argv", ["ldiff_train", *arguments])
     with pytest.raises(SystemExit) as exit_info:
@@ -189,7 +189,7 @@ def test_each_mismatch_is_one_sentence_naming_it(tiny_dataset, data_roots, monke
 
 
 def test_the_command_line_passes_the_option_through(monkeypatch, tmp_path):
-    from ldiff.cli import train as cli
+    from ldiff.training import command as cli
 
     arguments = cli.build_parser().parse_args(["1", "2d", "cond_fill", "--pretrained-weights", "some/model"])
     assert arguments.pretrained_weights == "some/model"

@@ -99,7 +99,7 @@ def test_sigkilled_run_resumes_exactly(tiny_dataset, data_roots, monkeypatch):
     arguments = ["--steps", "60", "--checkpoint-every", "5", "--validation-samples", "0", "--log-every", "1",
                  "--num-workers", "0", "--device", "cpu"]
     output = data_roots["ldiff_results"] / "Dataset901_Tiny" / "cond_fill__2d" / "fold_0"
-    command = [sys.executable, "-m", "ldiff.cli.train", "901", "2d", "cond_fill", *arguments]
+    command = [sys.executable, "-m", "ldiff.training.command", "901", "2d", "cond_fill", *arguments]
     process = subprocess.Popen(command, cwd=REPOSITORY, env=os.environ.copy(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
@@ -164,7 +164,7 @@ def test_loss_falls_on_a_tiny_dataset(tiny_dataset):
 
 def run_cli(monkeypatch, capsys, *arguments: str) -> tuple[int, str]:
     """Run ``ldiff_train`` in-process; returns (exit status, stderr)."""
-    from ldiff.cli.train import main
+    from ldiff.training.command import main
 
     monkeypatch.setattr(sys, "argv", ["ldiff_train", *arguments])
     with pytest.raises(SystemExit) as exit_info:

@@ -12,7 +12,7 @@ import argparse
 import shlex
 import sys
 
-from ldiff.cli.common import run_command
+from ldiff.errors import run_command
 
 # Kept here rather than imported so that --help and input errors do not wait for torch.
 CLASSIC_CHOICES = ("nawm", "rim", "patch", "biharmonic", "ringmedian", "slf")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ldiff.cli.common import run_command
+from ldiff.errors import run_command
 from ldiff.dataset.converters import CONVERTERS
 from ldiff.dataset.converters.common import (
     CHANNEL_ORDER,

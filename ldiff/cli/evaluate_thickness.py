@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ldiff.cli.common import run_command
+from ldiff.errors import run_command
 
 REGION_MODES = ("register", "mni")  # kept here so that --help and input checks import nothing heavy
 TOOLS = ("ants_direct",)

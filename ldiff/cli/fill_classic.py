@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ldiff.cli.common import run_command
+from ldiff.errors import run_command
 
 # Kept here rather than imported so that --help does not pay for importing scipy and scikit-image.
 METHOD_CHOICES = ("nawm", "rim", "patch", "biharmonic", "ringmedian", "slf", "all")

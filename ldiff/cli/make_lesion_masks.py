@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ldiff.cli.common import run_command
+from ldiff.errors import run_command
 
 # Literal copies of ldiff.masks.lesion_masks' defaults, so that --help needs no scipy import.
 DEFAULT_COUNT = 10

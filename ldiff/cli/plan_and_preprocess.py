@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ldiff.cli.common import run_command
+from ldiff.errors import run_command
 from ldiff.errors import LdiffError
 
 

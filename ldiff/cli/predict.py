@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ldiff.cli.common import run_command
+from ldiff.errors import run_command
 from ldiff.tasks import TASK_NAMES  # torch-free: --help stays fast
 
 SAMPLER_CHOICES = ("ddim", "ddpm", "dpm_solver", "repaint")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ldiff.cli.common import run_command
+from ldiff.errors import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:

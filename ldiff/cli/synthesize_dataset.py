@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ldiff.cli.common import run_command
+from ldiff.errors import run_command
 # The mask options are ldiff_make_lesion_masks' own (its literal copies of the library's defaults).
 from ldiff.cli.make_lesion_masks import DEFAULT_COUNT, DEFAULT_PERIVENTRICULAR_MM, DEFAULT_RADIUS_MM
 

@@ -1,4 +1,7 @@
-"""ldiff_train DATASET CONFIG TASK [-f FOLD] [--c]: train a diffusion model; thin wrapper over ``ldiff.training.train``.
+"""ldiff_train DATASET CONFIG TASK [-f FOLD] [--c]: train a diffusion model; thin wrapper over ``ldiff.training.trainer.train``.
+
+The entry point lives beside the trainer rather than in ``ldiff/cli`` so that no command-line module but
+this one reaches into training (prediction and the other stages use a trained model through its files).
 
 Every option maps to one :class:`ldiff.training.settings.TrainingSettings` field (or to the launch:
 ``--c``, ``--num-gpus``, ``--num-processes``); options left out keep the plan's value, or, with
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ldiff.cli.common import run_command
+from ldiff.errors import run_command
 
 # command-line option (argparse dest) -> TrainingSettings field
 SETTING_OPTIONS = {
