@@ -8,7 +8,9 @@ doi:10.1007/s12021-017-9348-7, CC-BY; read in place, never copied), the patient'
 are moved into its normal-appearing white matter (:func:`ldiff.evaluation.synthesis_realism.synthesis_sites`),
 the synthesis model paints lesions there with its default sampling (``Predictor.synthesise``, as
 ``ldiff_predict`` does), and :func:`~ldiff.evaluation.synthesis_realism.channel_realism` compares the
-synthetic lesions with the patient's real ones per channel. Writes ``synthesis_realism.md`` and
+synthetic lesions with the patient's real ones per channel. ``--cue own-half`` tells a cued model
+(``ldiff_train ... --lesion-level-cue``) the mean intensity of half of the patient's lesions and compares
+with the other half, so the number it is told never comes from the lesions it is judged against. Writes ``synthesis_realism.md`` and
 ``.json`` (command, commit, hardware, date, model and its checkpoint hash) and one preview per patient:
 synthetic lesions before and after, and real lesions, on T1w and FLAIR.
 """
@@ -37,6 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "open_ms_data"
 DEFAULT_MODEL = REPO / "ldiff" / "demo_models" / "t1_flair_cond_synth"
 CHANNEL_FILES = {"T1w": "T1.nii.gz", "FLAIR": "FLAIR.nii.gz"}
+CUE_NOTES = {"default": " (models without the cue ignore it; cued models get their training data's median lesion)",
+             "own-half": " (the mean of half of the patient's real lesions; the other half is the comparison)"}
 
 
 def preview(original: list[np.ndarray], synthetic: list[np.ndarray], sites: np.ndarray, lesion: np.ndarray,
@@ -76,6 +80,17 @@ def preview(original: list[np.ndarray], synthetic: list[np.ndarray], sites: np.n
         figure.savefig(temporary, format="png", dpi=100)
 
 
+def split_lesions(lesion: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The patient's lesions in two halves by a seeded shuffle of its connected components (26-connected):
+    (the half whose mean intensity the model is told, the half the synthetic lesions are compared with)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(lesion, structure=np.ones((3, 3, 3), bool))
+    order = np.random.default_rng(seed).permutation(np.arange(1, count + 1))
+    told = np.isin(labels, order[: count // 2])
+    return told, lesion & ~told
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="open_ms_data folder (patientNN/T1.nii.gz ...)")
@@ -84,6 +99,11 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20, help="lesion shapes placed per patient (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cue", choices=("default", "own-half"), default="default",
+                        help="for models that take a lesion intensity (cond_synth trained with --lesion-level-cue): "
+                             "default = the model's own default (its training data's median lesion); own-half = the "
+                             "mean of half of the patient's real lesions (a seeded split of its lesions), the synthetic "
+                             "lesions then compared with the other half only")
     parser.add_argument("-o", "--output", type=Path, default=REPO / "benchmark_results" / "synthesis_real_patients")
     arguments = parser.parse_args()
 
@@ -106,14 +126,16 @@ def main() -> None:
         t1 = arrays[names.index("T1w")] if "T1w" in names else arrays[0]
         classes = tissue_classes(t1, lesion)
         sites = synthesis_sites(t1, lesion, classes, spacing, np.random.default_rng(arguments.seed), settings)
+        own, real = (None, lesion) if arguments.cue == "default" else split_lesions(lesion, arguments.seed)
         start = time.perf_counter()
         result = predictor.predict([sitk.Cast(image, sitk.sitkFloat32) for image in images], sites,
-                                   seed=arguments.seed, progress=True)
+                                   seed=arguments.seed, progress=True, lesion_intensity_from=own)
         seconds = time.perf_counter() - start
         synthetic = [sitk.GetArrayFromImage(image).astype(np.float64) for image in result.images]
-        rows = [channel_realism(name, arrays[i], synthetic[i], sites, lesion, classes, spacing)
+        rows = [channel_realism(name, arrays[i], synthetic[i], sites, real, classes, spacing)
                 for i, name in enumerate(names)]
-        record["patients"][patient] = {"rows": [row.as_dict() for row in rows], "seconds": seconds,
+        record["patients"][patient] = {"rows": [row.as_dict() for row in rows], "seconds": seconds, "cue": arguments.cue,
+                                       "real_lesion_voxels_compared": int(real.sum()),
                                        "sites": int(sites.sum()), "shapes_placed": int(len(lesion_components(sites, spacing)))}
         sections.append(f"## patient{patient}\n\n{realism_table(rows)}\n\n{len(lesion_components(sites, spacing))} "
                         f"shapes, {int(sites.sum())} voxels synthesised in {seconds:.0f} s.\n")
@@ -125,7 +147,8 @@ def main() -> None:
     save_json_atomic(record, arguments.output / "synthesis_realism.json")
     header = (f"# Synthetic against real lesions\n\nCommand: `{record['command']}`  \nCommit {record['commit']}, "
               f"{record['hardware']}, {record['date']}; model {record['model']} (checkpoint sha256 "
-              f"{record['checkpoint_sha256'][:16]}), {record['sampling']}.\n\nContrast: volume-weighted mean of each "
+              f"{record['checkpoint_sha256'][:16]}), {record['sampling']}; lesion intensity cue: {arguments.cue}"
+              f"{CUE_NOTES[arguments.cue]}.\n\nContrast: volume-weighted mean of each "
               f"lesion's mean against the median of its NAWM ring 2-5 mm out (%); ratio = synthetic / real (1 is "
               f"ideal); W1: 1-Wasserstein distance between the voxel / ring-median distributions of synthetic and "
               f"real lesions; coverage: share of the synthesis mask changed by more than twice the noise level.\n\n")

@@ -12,6 +12,13 @@
 #
 #   bash benchmarks/synthesis_real_training.sh train 07   # about half an hour on one CPU thread
 #   bash benchmarks/synthesis_real_training.sh score      # each model on the patient it never saw, and the phantoms
+#
+# The same with the lesion-level cue (ldiff_train --lesion-level-cue: the model is told each lesion's mean
+# intensity, so that it can paint a patient's own lesion contrast; documentation/training.md). Results go
+# to a results root of their own ($ldiff_results/lesion_level_cue), so both variants are kept:
+#   bash benchmarks/synthesis_real_training.sh train-cue 07   # 1000 steps, about 40 minutes on one thread
+#   bash benchmarks/synthesis_real_training.sh score-cue      # held-out patient told its training data's
+#                                                             # lesion (default) or half its own (own-half)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${OPEN_MS_DATA:-../shared/data/open_ms_data}"
@@ -26,7 +33,8 @@ phantoms="$raw/Dataset001_MSPhantom"
 plan_overrides=("2d.patch_size=[64,64]" 2d.network.num_levels=4 "2d.network.channels=[32,64,128,128]"
                 2d.batch_size=16 diffusion.prediction_type=v_prediction mask_dilation.radius_voxels=1)
 dataset_name() { echo "Dataset3$1_PhantomsP$1Synth"; }
-model() { echo "$results/$(dataset_name "$1")/cond_synth__2d/fold_all"; }
+cue_results="$results/lesion_level_cue"
+model() { echo "${2:-$results}/$(dataset_name "$1")/cond_synth__2d/fold_all"; }
 
 make_dataset() {  # $1 = 07 or 19
   local d case r
@@ -70,5 +78,24 @@ case "${1:-}" in
         python benchmarks/synthesis_comparison.py -d 1 --model "$(model "$2")" -o "$out/phantoms_with_p$2"
     done
     ;;
-  *) echo "usage: $0 prepare|train 07|19, or score"; exit 2 ;;
+  train-cue)
+    [ -f "${ldiff_preprocessed:-ldiff_preprocessed}/$(dataset_name "$2")/plans.json" ] || "$0" prepare "$2"
+    ldiff_results="$cue_results" OMP_NUM_THREADS=1 ldiff_train "3$2" 2d cond_synth -f all --pretrained-weights "$shipped" \
+      --steps 1000 --lr 1e-4 --warmup-steps 50 --augmentation strong --validate-every 500 --checkpoint-every 100 \
+      --num-workers 0 --lesion-level-cue ${CONTINUE:+--c}
+    ;;
+  score-cue)
+    for pair in "07 19" "19 07"; do
+      set -- $pair
+      m="$(model "$2" "$cue_results")"
+      [ -f "$m/checkpoint_final.pth" ] || { echo "no cued model trained with patient$2 yet"; continue; }
+      for cue in default own-half; do
+        [ -f "$out/cue/patient$1_$cue/synthesis_realism.json" ] ||
+          python benchmarks/synthesis_real_patients.py --patients "$1" --model "$m" --cue "$cue" -o "$out/cue/patient$1_$cue"
+      done
+      [ -f "$out/cue/phantoms_with_p$2/synthesis.json" ] ||
+        python benchmarks/synthesis_comparison.py -d 1 --model "$m" -o "$out/cue/phantoms_with_p$2"
+    done
+    ;;
+  *) echo "usage: $0 prepare|train|train-cue 07|19, or score|score-cue"; exit 2 ;;
 esac

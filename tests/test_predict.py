@@ -21,7 +21,8 @@ from conftest import phantom_case
 from ldiff.errors import LdiffError
 from ldiff.inference import model_loading
 from ldiff.inference.model_loading import choose_model_folder, load_model
-from ldiff.inference.predictor import Predictor, lesion_intensities
+from ldiff.inference.lesion_intensity import lesion_intensities
+from ldiff.inference.predictor import Predictor
 from ldiff.inference.roi import coverage_in_preprocessed_space
 from ldiff.io import save_json_atomic
 from ldiff.masks import dilate_mask
@@ -58,10 +59,11 @@ def tiny_plans(dataset_name: str = "Dataset901_Tiny", channel_names=("T1w", "FLA
 
 
 def make_model_folder(root: Path, task_name: str, config_name: str = "p3d", dataset_name: str = "Dataset901_Tiny",
-                      channel_names=("T1w", "FLAIR"), fold: str = "0", latest: bool = False) -> Path:
+                      channel_names=("T1w", "FLAIR"), fold: str = "0", latest: bool = False,
+                      lesion_level_cue: bool = False) -> Path:
     """A results fold folder with model.json and checkpoint_final.pth (or checkpoint_latest.pth), random weights."""
     plans = tiny_plans(dataset_name, channel_names)
-    task = get_task(task_name)
+    task = get_task(task_name, lesion_level_cue)
     network_config = {**plans["configurations"][config_name]["network"],
                       "in_channels": task.in_channels(len(channel_names)), "out_channels": len(channel_names)}
     torch.manual_seed(0)

@@ -98,8 +98,12 @@ def oracle_predictor(folder, options: SamplingOptions) -> Predictor:
     return Predictor(dataclasses.replace(model, network=oracle), options)
 
 
-def expected_output(predictor: Predictor, images: list[sitk.Image], lesion: np.ndarray) -> tuple[np.ndarray, list]:
-    """The dilated region on the original grid and, per channel, the values the oracle must write there."""
+def expected_output(predictor: Predictor, images: list[sitk.Image], lesion: np.ndarray,
+                    levels: "np.ndarray | None" = None) -> tuple[np.ndarray, list]:
+    """The dilated region on the original grid and, per channel, the values the oracle must write there.
+
+    ``levels`` (C,): what a cued conditional model finds in the voided region instead of VOID_VALUE.
+    """
     model = predictor.model
     dilation = model.mask_dilation
     region = dilate_mask(lesion, spacing=(1.0, 1.0, 1.0), shape=dilation["shape"], radius_mm=dilation["radius_mm"])
@@ -107,7 +111,8 @@ def expected_output(predictor: Predictor, images: list[sitk.Image], lesion: np.n
     paint = (coverage_in_preprocessed_space(region, properties) > COVERAGE_THRESHOLD) & arrays["brain"].astype(bool)
     image = torch.from_numpy(arrays["image"].astype(np.float32))
     if model.task.conditional:
-        voided = torch.where(torch.from_numpy(paint)[None], torch.tensor(VOID_VALUE), image)
+        fill = torch.tensor(VOID_VALUE) if levels is None else torch.tensor(levels, dtype=torch.float32).view(-1, 1, 1, 1)
+        voided = torch.where(torch.from_numpy(paint)[None], fill, image)
         target = shifted(voided, SHIFT_P3D if model.is_pseudo3d else SHIFT_2D, BACKGROUND).numpy()
     else:
         target = np.stack([np.full(paint.shape, value, np.float32) for value in CONSTANTS[:len(images)]])
@@ -161,3 +166,40 @@ def test_the_oracle_target_needs_the_conditioning_of_the_right_voxels():
     out = shifted(volume, SHIFT_P3D, -1.0)
     assert out[0, 1, 0, 0, 3] == volume[0, 1, 1, 2, 0]
     assert out[0, 0, 3, 0, 3] == -1.0  # beyond the last slice
+
+
+@pytest.fixture(scope="module")
+def cued_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cued_models")
+    return {config: make_model_folder(root, "cond_synth", config, lesion_level_cue=True) for config in ("2d", "p3d")}
+
+
+@pytest.mark.parametrize("config_name", ["2d", "p3d"])
+def test_a_cued_synthesis_model_is_told_the_lesion_intensity_asked_for(cued_models, config_name):
+    """cond_synth trained with the lesion-level cue: the voided region holds the requested intensity per
+    channel (numbers, or the mean of the scan's own lesions), and the oracle writes it back exactly."""
+    images, lesion = float_case()
+    options = SETTINGS["cond_synth"]
+    if config_name == "p3d":
+        options = dataclasses.replace(options, context_slices=1)
+    predictor = oracle_predictor(cued_models[config_name], options)
+    assert predictor.model.task.lesion_level_cue and predictor.model.task.takes_lesion_intensity
+    own = np.zeros_like(lesion)
+    own[10:14, 20:26, 8:12] = True  # "the patient's own lesions": another region of the scan
+    arrays, properties = preprocess_images(images, None, None, predictor.model.preprocessing_config, None, "case")
+    inside = (coverage_in_preprocessed_space(own, properties) >= 0.5) & arrays["brain"].astype(bool)
+    own_mean = arrays["image"][:, inside].mean(axis=1)
+    for request, levels in (({"lesion_intensity": [0.3, -0.2]}, np.array([0.3, -0.2])),
+                            ({"lesion_intensity_from": own}, own_mean)):
+        result = predictor.predict(images, lesion, seed=5, **request)
+        region, expected = expected_output(predictor, images, lesion, levels)
+        for channel, (source, output) in enumerate(zip(images, result.images)):
+            before, after = sitk.GetArrayFromImage(source), sitk.GetArrayFromImage(output)
+            assert np.array_equal(before[~region], after[~region])
+            error = np.abs(after[region] - expected[channel][region]).max() / float(np.ptp(before))
+            assert error < 1e-4, f"{request.keys()}, channel {channel}: largest error {error:.2e}"
+        # The uncued expectation (VOID_VALUE in the mask) is far from what was written.
+        _, uncued = expected_output(predictor, images, lesion)
+        assert max(np.abs(sitk.GetArrayFromImage(o)[region] - u[region]).max() / float(np.ptp(sitk.GetArrayFromImage(i)))
+                   for o, u, i in zip(result.images, uncued, images)) > 0.05
+

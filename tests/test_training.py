@@ -192,6 +192,7 @@ def test_each_bad_argument_is_one_sentence_without_traceback(tiny_dataset, data_
         (("901", "2d", "cond_fill", "--batch-size", "3", "--num-processes", "2"), "cannot be split evenly over 2 processes"),
         (("901", "2d", "cond_synth", "--lesion-shapes-from", "903"), "--lesion-shapes-from is for the filling tasks"),
         (("903", "2d", "cond_fill", "--lesion-shapes-from", "903"), "that dataset has no lesions to borrow"),
+        (("901", "2d", "cond_fill", "--lesion-level-cue"), "--lesion-level-cue is for conditional synthesis"),
     ]
     if not torch.cuda.is_available():
         no_cuda = "CUDA was asked for (--device cuda or --num-gpus), but torch sees no CUDA device."

@@ -32,7 +32,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ldiff.errors import LdiffError
-from ldiff.io.cases import CheckedJobs, FillJob, case_seed, load_job, nifti_ending, split_channel_name
+from ldiff.io.cases import (CheckedJobs, FillJob, case_seed, load_job, nifti_ending, read_binary_mask,
+                            split_channel_name)
 from ldiff.inference.model_loading import choose_model_folder
 from ldiff.inference.predictor import Predictor, SamplingOptions
 from ldiff.io import Geometry, write_image_atomic
@@ -127,20 +128,33 @@ def write_case_outputs(case: str, images: Sequence[sitk.Image], paths: Sequence[
     return written
 
 
+def own_lesion_file(source: Path, job: FillJob) -> Path:
+    """The mask of the case's own lesions: ``source`` itself, or ``source/{case}.nii.gz`` for a folder."""
+    return source / f"{job.case}{nifti_ending(job.mask_file) or '.nii.gz'}" if source.is_dir() else source
+
+
 def predict_case(predictor: Predictor, job: FillJob, seed: int, lesion_intensity: Sequence[float | str] | None,
-                 preview: bool, progress: bool, loaded: tuple | None = None) -> list[Path]:
+                 preview: bool, progress: bool, loaded: tuple | None = None,
+                 lesion_intensity_from: Path | None = None) -> list[Path]:
     """Predict one case and write its outputs (and preview); returns the paths written.
 
     ``loaded``: the case's files as :func:`load_job` returns them, when already read (else read here).
+    ``lesion_intensity_from``: a mask (or a folder of ``{case}`` masks) of the scan's own lesions,
+    whose mean intensity a synthesis model is asked to paint.
     """
     images, mask, _ = loaded if loaded is not None else load_job(job)
+    own_lesions = None
+    if lesion_intensity_from is not None:
+        own_lesions = read_binary_mask(own_lesion_file(lesion_intensity_from, job), Geometry.of(images[0]),
+                                       job.image_files[0], "own-lesion mask")
     target_spacing = predictor.model.description.get("target_spacing")
     if target_spacing:
         for message in input_warnings(str(job.image_files[0]), sitk.GetArrayViewFromImage(images[0]),
                                       images[0].GetSpacing(), target_spacing):
             logger.warning(message)
     result = predictor.predict(images, mask, seed=case_seed(seed, job.case), lesion_intensity=lesion_intensity,
-                               mask_name=str(job.mask_file), image_name=str(job.image_files[0]), progress=progress)
+                               mask_name=str(job.mask_file), image_name=str(job.image_files[0]), progress=progress,
+                               lesion_intensity_from=own_lesions)
     written = write_case_outputs(job.case, result.images, outputs_of(job))
     if preview:
         from ldiff.inference.preview import write_preview
@@ -157,7 +171,8 @@ def predict_files(inputs: Sequence[str | Path], output: str | Path, model: Model
                   options: SamplingOptions = SamplingOptions(), mask: str | Path | None = None,
                   masks_dir: str | Path | None = None, seed: int = 0, continue_run: bool = False,
                   preview: bool = False, num_parts: int = 1, part_id: int = 0,
-                  lesion_intensity: Sequence[float | str] | None = None, progress: bool = True) -> list[Path]:
+                  lesion_intensity: Sequence[float | str] | None = None, progress: bool = True,
+                  lesion_intensity_from: str | Path | None = None) -> list[Path]:
     """Fill (or synthesise) every case of ``inputs`` into ``output``; see the module docstring.
 
     Returns:
@@ -190,11 +205,22 @@ def predict_files(inputs: Sequence[str | Path], output: str | Path, model: Model
     # Logged only now, so that a refused run prints its one sentence and nothing else.
     logger.info("model: %s; sampling: %s", predictor.model.describe(), predictor.describe_sampling())
     task = predictor.model.task
-    if lesion_intensity is not None and not task.takes_lesion_intensity:
-        logger.warning("--lesion-intensity is for uncond_synth models; ignored for this %s model.", task.name)
+    own = None if lesion_intensity_from is None else Path(lesion_intensity_from)
+    if (lesion_intensity is not None or own is not None) and not task.takes_lesion_intensity:
+        logger.warning("--lesion-intensity(-from) is for uncond_synth and cued cond_synth models; ignored for this %s "
+                       "model.", task.name)
+        own = None
+    if own is not None:
+        if lesion_intensity is not None:
+            raise LdiffError("Give --lesion-intensity or --lesion-intensity-from, not both.")
+        missing = [own_lesion_file(own, job) for job in jobs if not own_lesion_file(own, job).is_file()]
+        if missing:
+            raise LdiffError(f"{missing[0]}: no such own-lesion mask (--lesion-intensity-from takes a mask file, or a "
+                             f"folder of masks named like the cases).")
     written: list[Path] = []
     # Warnings (an empty mask, say) go on a line of their own, not into the progress bar's line.
     with logging_redirect_tqdm():
         for job in tqdm(jobs, desc="predicting", unit="case", disable=not progress):
-            written.extend(predict_case(predictor, job, seed, lesion_intensity, preview, progress, checked.take(job)))
+            written.extend(predict_case(predictor, job, seed, lesion_intensity, preview, progress, checked.take(job),
+                                        own))
     return written

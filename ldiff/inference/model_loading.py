@@ -31,7 +31,7 @@ from ldiff.diffusion import NoiseSchedule
 from ldiff.errors import LdiffError
 from ldiff.io import load_json
 from ldiff.networks import build_network, downsampling_factor
-from ldiff.tasks import DEFAULT_TASK_NAME, TASKS, Task, get_task
+from ldiff.tasks import DEFAULT_TASK_NAME, TASKS, Task, task_of_model
 from ldiff.io.model_files import (
     CHECKPOINT_FILES,
     MODEL_JSON,
@@ -263,7 +263,7 @@ def load_model(folder: str | Path, checkpoint: str = "final", device: str | torc
     if torch_device.type == "cpu":
         use_channels_last_weights(network)
     schedule = NoiseSchedule.from_dict(description["diffusion"])
-    return LoadedModel(folder, description, get_task(description["task"]), network, schedule, torch_device, checkpoint)
+    return LoadedModel(folder, description, task_of_model(description), network, schedule, torch_device, checkpoint)
 
 
 def use_channels_last_weights(network: nn.Module) -> None:

@@ -39,7 +39,7 @@ Lesion intensity of the coarse lesion (uncond_synth), per channel in the model's
 ``lesion_intensity`` when given (a number in [-1, 1], or ``"pNN"``: the NN-th percentile of the
 case's brain); else the training fingerprint's median lesion intensity placed within the
 fingerprint's median brain percentiles that the normalisation uses (so it does not depend on the new
-scanner's raw units); else :data:`DEFAULT_LESION_PERCENTILE` of the case's brain (10th for a
+scanner's raw units); else :data:`~ldiff.inference.lesion_intensity.DEFAULT_LESION_PERCENTILE` of the case's brain (10th for a
 T1-weighted channel, where lesions are dark, 99th for any other, FLAIR-like).
 
 Reproducibility: the same inputs, seed, options, batch size and device give the same output.
@@ -62,12 +62,13 @@ from ldiff.diffusion import paint_coarse_lesion
 from ldiff.diffusion.synthesis import THESIS_T0
 from ldiff.errors import LdiffError
 from ldiff.io.cases import cast_to_dtype
-from ldiff.inference.model_loading import LoadedModel, load_fingerprint, load_model
+from ldiff.inference.lesion_intensity import lesion_levels
+from ldiff.inference.model_loading import LoadedModel, load_model
 from ldiff.inference.roi import (BACKGROUND, DEFAULT_CONTEXT_MARGIN, RoiPlan, coverage_in_preprocessed_space, extract,
                                  group_batches, paste_owned, plan_rois)
 from ldiff.io import Geometry, array_to_image, geometry_mismatch
 from ldiff.masks import dilate_mask
-from ldiff.preprocessing import PercentileNormalizer, preprocess_images, restore_to_original
+from ldiff.preprocessing import preprocess_images, restore_to_original
 from ldiff.devices import resolve_device
 from ldiff.inference.view_fill import fill_along_views
 from ldiff.slice_views import default_views, is_isotropic, parse_views
@@ -75,7 +76,6 @@ from ldiff.slice_views import default_views, is_isotropic, parse_views
 logger = logging.getLogger("ldiff")
 
 DEFAULT_STEPS = {"ddim": 25, "ddpm": 1000, "dpm_solver": 15, "repaint": 50}
-DEFAULT_LESION_PERCENTILE = {"t1": 10.0, "other": 99.0}
 # A preprocessed voxel belongs to the carried-over mask when any original mask voxel contributes to it.
 COVERAGE_THRESHOLD = 1e-6
 DEFAULT_BATCH_SIZE = 8
@@ -145,48 +145,6 @@ def build_task_sampler(model: LoadedModel, options: SamplingOptions) -> Any:
     name, steps = resolved_sampler(model, options)
     return model.task.build_sampler(model.schedule, name, steps, eta=options.eta, jump_length=options.jump_length,
                                     resamplings=options.resamplings)
-
-
-def lesion_intensities(model: LoadedModel, image: np.ndarray, brain: np.ndarray,
-                       normalizers: list[PercentileNormalizer], requested: Sequence[float | str] | None) -> np.ndarray:
-    """Coarse-lesion intensity per channel in [-1, 1] (module docstring); ``image`` is (C, Z, Y, X) normalised."""
-    names = model.channel_names or tuple(f"channel {c}" for c in range(image.shape[0]))
-    if requested is not None and len(requested) not in (1, len(names)):
-        raise LdiffError(f"--lesion-intensity takes 1 value or one per channel ({len(names)}), got {len(requested)}.")
-    fingerprint = load_fingerprint(model) if requested is None else None
-    normalization = model.description.get("normalization") or {}
-    values = []
-    for channel, name in enumerate(names):
-        inside = image[channel][brain]
-        if requested is not None:
-            values.append(_requested_value(requested[channel % len(requested)], inside))
-            continue
-        summary = ((fingerprint or {}).get("intensity_median_of_cases") or {}).get(name) or {}
-        lesion, brain_percentiles = (summary.get("lesion") or {}).get("50"), summary.get("brain") or {}
-        low = brain_percentiles.get(f"{float(normalization.get('lower_percentile', -1)):g}")
-        high = brain_percentiles.get(f"{float(normalization.get('upper_percentile', -1)):g}")
-        if lesion is not None and low is not None and high is not None and high > low:
-            values.append(2.0 * (lesion - low) / (high - low) - 1.0)
-        elif lesion is not None:
-            values.append(float(normalizers[channel].normalize(np.array([lesion]))[0]))
-        else:
-            kind = "t1" if "t1" in name.lower() else "other"
-            values.append(float(np.percentile(inside, DEFAULT_LESION_PERCENTILE[kind])))
-    return np.clip(np.asarray(values, dtype=np.float32), -1.0, 1.0)
-
-
-def _requested_value(value: float | str, brain_values: np.ndarray) -> float:
-    text = str(value).strip().lower()
-    try:
-        if text.startswith("p"):
-            return float(np.percentile(brain_values, float(text[1:])))
-        number = float(text)
-    except ValueError:
-        raise LdiffError(f"--lesion-intensity {value!r}: give a number in [-1, 1] or pNN (a brain percentile)."
-                         ) from None
-    if not -1.0 <= number <= 1.0:
-        raise LdiffError(f"--lesion-intensity {value!r}: values are in the model's [-1, 1] space.")
-    return number
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,14 +278,18 @@ class Predictor:
     # ---- the work ------------------------------------------------------------------------------
     def predict(self, images: list[sitk.Image], mask: np.ndarray, seed: int = 0,
                 lesion_intensity: Sequence[float | str] | None = None, mask_name: str = "the mask",
-                image_name: str = "the image", progress: bool = False) -> PredictionResult:
+                image_name: str = "the image", progress: bool = False,
+                lesion_intensity_from: np.ndarray | None = None) -> PredictionResult:
         """Fill or synthesise in one case (module docstring); checks its inputs.
 
         Args:
             images: one image per model channel, in the model's channel order, all on one grid.
             mask: bool (Z, Y, X) on that grid (``sitk.GetArrayFromImage`` order).
             seed: seeds the case's noise.
-            lesion_intensity: uncond_synth only, see the module docstring.
+            lesion_intensity: tasks that take one (uncond_synth, cond_synth trained with the lesion-level
+                cue), see the module docstring.
+            lesion_intensity_from: bool (Z, Y, X) on that grid, the scan's own lesions: the lesion
+                intensity is their mean, per channel (instead of ``lesion_intensity``).
             mask_name, image_name: how error messages name the mask and the images (e.g. their files).
             progress: show a progress bar over the crop batches.
         """
@@ -346,8 +308,14 @@ class Predictor:
                              f"mask belongs to this image (same subject, same space).")
         coverage = coverage_in_preprocessed_space(region, properties)
         paint = (coverage > COVERAGE_THRESHOLD) & brain
-        start = model.task.starting_image(
-            arrays["image"], lambda: self._with_coarse_lesions(arrays, properties, mask, paint, lesion_intensity))
+        if lesion_intensity_from is not None and lesion_intensity_from.shape != mask.shape:
+            raise LdiffError(f"the scan's own lesion mask has shape {lesion_intensity_from.shape}, {mask_name} "
+                             f"{mask.shape}: both must be on the image's grid.")
+        levels = None
+        if model.task.takes_lesion_intensity:
+            levels = lesion_levels(model, arrays, properties, lesion_intensity, lesion_intensity_from, mask_name)
+        start = model.task.starting_image(arrays["image"],
+                                          lambda: self._with_coarse_lesions(arrays, properties, mask, paint, levels))
         calls_before = self.network_calls
 
         def sample_one_view(view_start: np.ndarray, view_paint: np.ndarray, view_seed: int) -> tuple[np.ndarray, int]:
@@ -355,7 +323,7 @@ class Predictor:
                 plan = self.crop_planner(view_paint, model.stack_depth, model.patch_size, model.downsampling_factor)
             except ValueError as error:  # e.g. more context slices than the model's stacks hold
                 raise LdiffError(f"Invalid cropping options for this model: {error}") from None
-            return self._sample(view_start, view_paint, plan, view_seed, progress), len(plan.crops)
+            return self._sample(view_start, view_paint, plan, view_seed, progress, levels), len(plan.crops)
 
         painted, num_crops = fill_along_views(start, paint, self.views, seed, sample_one_view)
         painted_on_grid = sitk.GetArrayFromImage(restore_to_original(paint, properties, None, is_mask=True)) > 0
@@ -388,7 +356,7 @@ class Predictor:
             raise LdiffError(f"{mask_name}: has shape {mask.shape}, the image {tuple(reversed(reference.size))}.")
 
     def _with_coarse_lesions(self, arrays: dict[str, np.ndarray], properties: dict, mask: np.ndarray,
-                             paint: np.ndarray, lesion_intensity: Sequence[float | str] | None) -> np.ndarray:
+                             paint: np.ndarray, values: np.ndarray) -> np.ndarray:
         """The preprocessed image (C, Z, Y, X) with a coarse lesion painted into the mask (uncond_synth).
 
         Painted on the whole volume, not per crop, so the soft edge is the same in every crop. The
@@ -399,17 +367,16 @@ class Predictor:
         core = (lesion >= 0.5) & paint
         if not core.any():
             core = (lesion > COVERAGE_THRESHOLD) & paint
-        normalizers = [PercentileNormalizer.from_dict(entry) for entry in properties["normalization"]]
-        values = lesion_intensities(self.model, arrays["image"], arrays["brain"].astype(bool), normalizers,
-                                    lesion_intensity)
         painted = paint_coarse_lesion(torch.from_numpy(arrays["image"])[None], torch.from_numpy(core)[None, None],
                                       torch.from_numpy(values))
         return painted[0].numpy()
 
     @torch.no_grad()
-    def _sample(self, image: np.ndarray, paint: np.ndarray, plan: RoiPlan, seed: int, progress: bool) -> np.ndarray:
+    def _sample(self, image: np.ndarray, paint: np.ndarray, plan: RoiPlan, seed: int, progress: bool,
+                lesion_levels: np.ndarray | None = None) -> np.ndarray:
         """Sample every crop of ``plan`` starting from ``image`` (C, Z, Y, X) in [-1, 1] (for uncond_synth
-        holding the coarse lesions); returns ``image`` with the owned voxels replaced."""
+        holding the coarse lesions); returns ``image`` with the owned voxels replaced. ``lesion_levels``
+        (C,): the lesion intensity a cued conditional model is told (ignored by the other tasks)."""
         model, device, task = self.model, self.model.device, self.model.task
         generator = torch.Generator().manual_seed(int(seed))
         result = image.copy()
@@ -427,7 +394,8 @@ class Predictor:
             if draws > 1:  # the K draws of each crop run side by side in one batch
                 known = known.repeat(draws, *([1] * (known.dim() - 1)))
                 mask = mask.repeat(draws, *([1] * (mask.dim() - 1)))
-            condition = task.condition(known, mask)
+            levels = None if lesion_levels is None else torch.from_numpy(lesion_levels)[None].to(device)
+            condition = task.condition(known, mask, levels)
             model_fn = self._model_fn(condition)
             sample = task.sample(self.sampler, model_fn, known, mask, generator, t0=self.options.t0)
             sample = sample.float().reshape(draws, len(batch), *sample.shape[1:]).mean(dim=0).cpu().numpy()

@@ -54,6 +54,7 @@ def model_description(plans: dict, dataset_json: dict, dataset_name: str, task: 
         "task": task.name,
         "conditional": task.conditional,
         "paints_lesions": task.paints_lesions,
+        "lesion_level_cue": task.lesion_level_cue,
         "config_name": config_name,
         "network": network_config,
         "diffusion": plans["diffusion"],

@@ -68,12 +68,18 @@ SYNTHESIS_TASK_NAMES: tuple[str, ...] = tuple(name for name, task in TASKS.items
 DEFAULT_TASK_NAME = "cond_fill"
 
 
-def get_task(name: str) -> Task:
-    """The task called ``name``; ValueError listing the four names otherwise."""
+def get_task(name: str, lesion_level_cue: bool = False) -> Task:
+    """The task called ``name`` (with the lesion-level cue if asked, see :class:`Task`); ValueError
+    listing the four names for an unknown one, or for a cue the task cannot take."""
     if name not in TASKS:
         raise ValueError(f"unknown task '{name}': choose one of {', '.join(TASKS)}")
-    return TASKS[name]
+    return TASKS[name].with_lesion_level_cue(lesion_level_cue) if lesion_level_cue else TASKS[name]
 
 
-__all__ = ["CONDITIONAL_SAMPLERS", "DEFAULT_TASK_NAME", "REPAINT_FILL_DEFAULTS", "SYNTHESIS_TASK_NAMES", "TASKS", "TASK_NAMES", "VOID_VALUE", "ConditionalTask",
+def task_of_model(description: dict) -> Task:
+    """The task a model.json describes: its name and whether it was trained with the lesion-level cue."""
+    return get_task(description["task"], bool(description.get("lesion_level_cue", False)))
+
+
+__all__ = ["CONDITIONAL_SAMPLERS", "DEFAULT_TASK_NAME", "REPAINT_FILL_DEFAULTS", "SYNTHESIS_TASK_NAMES", "TASKS", "TASK_NAMES", "VOID_VALUE", "ConditionalTask", "task_of_model",
            "PartialNoisingTask", "RePaintFillTask", "Task", "get_task"]

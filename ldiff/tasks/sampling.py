@@ -98,7 +98,7 @@ class PartialNoisingTask(_RePaintTask):
 
     @property
     def takes_lesion_intensity(self) -> bool:
-        return True
+        return True  # the coarse lesion's intensity
 
     def repaint_defaults(self) -> dict[str, Any]:
         from ldiff.diffusion import PARTIAL_NOISING_DEFAULTS

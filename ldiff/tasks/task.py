@@ -13,6 +13,7 @@ list the tasks without starting torch.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -35,6 +36,10 @@ class Task:
     lesions (synthesis) rather than healthy tissue (filling). ``sampling_defaults``: ``(key, value)``
     pairs of sampler name, steps and draws averaged per crop used when the user names none.
     ``validation_sampling``: the same for the validation during training (cheaper, same method).
+    ``lesion_level_cue``: conditional synthesis only (:meth:`with_lesion_level_cue`): the voided region
+    holds, per channel, the lesion's mean intensity instead of :data:`VOID_VALUE`, so one model paints
+    lesions as dark or as bright as asked (each scan's lesions differ; without the cue the model
+    can only paint an average lesion).
     """
 
     name: str
@@ -43,6 +48,7 @@ class Task:
     description: str
     sampling_defaults: tuple[tuple[str, object], ...] = ()
     validation_sampling: tuple[tuple[str, object], ...] = ()
+    lesion_level_cue: bool = False
 
     # ---- what the task is ----------------------------------------------------------------------
     @property
@@ -67,26 +73,50 @@ class Task:
 
     @property
     def takes_lesion_intensity(self) -> bool:
-        """Prediction accepts ``--lesion-intensity`` (only tasks that start from a coarse lesion)."""
-        return False
+        """Prediction accepts ``--lesion-intensity``: tasks that start from a coarse lesion, and conditional
+        synthesis trained with the lesion-level cue."""
+        return self.lesion_level_cue
+
+    @property
+    def accepts_lesion_level_cue(self) -> bool:
+        """Only conditional synthesis can be told how dark or bright to paint (the cue sits in the voided image)."""
+        return self.conditional and self.paints_lesions
+
+    def with_lesion_level_cue(self, enabled: bool) -> "Task":
+        """This task with (or without) the lesion-level cue; ValueError for a task that cannot take it."""
+        if enabled and not self.accepts_lesion_level_cue:
+            raise ValueError(f"the lesion-level cue is for conditional synthesis (cond_synth), not {self.name}")
+        return dataclasses.replace(self, lesion_level_cue=bool(enabled))
 
     def in_channels(self, num_modalities: int) -> int:
         """Network input channels: noisy image (+ voided image and mask when conditional)."""
         return 2 * num_modalities + 1 if self.conditional else num_modalities
 
     # ---- the conditioning (training and prediction) --------------------------------------------
-    def condition(self, image: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor | None":
+    def condition(self, image: "torch.Tensor", mask: "torch.Tensor",
+                  lesion_level: "torch.Tensor | None" = None) -> "torch.Tensor | None":
         """``cat(voided image, mask)`` along channels, or None for unconditional tasks.
+
+        The voided region holds :data:`VOID_VALUE`, or with the lesion-level cue the lesion's mean
+        intensity per channel: ``lesion_level`` when given (prediction: the intensity asked for), else
+        measured from ``image`` inside the mask's interior (training: the truth's own lesion,
+        :func:`lesion_core_level`).
 
         Args:
             image: (B, C, ...) in [-1, 1], the known image (its values inside ``mask`` are discarded).
             mask: (B, 1, ...) 0/1, the region to paint.
+            lesion_level: (C,), (1, C) or (B, C) in [-1, 1]; used only with the cue.
         """
         import torch
 
         if not self.conditional:
             return None
-        voided = image * (1 - mask) + VOID_VALUE * mask
+        fill: "torch.Tensor | float" = VOID_VALUE
+        if self.lesion_level_cue:
+            level = lesion_core_level(image, mask) if lesion_level is None else torch.as_tensor(
+                lesion_level, dtype=image.dtype, device=image.device).reshape(-1, image.shape[1])
+            fill = level.reshape(*level.shape, *([1] * (image.dim() - 2)))
+        voided = image * (1 - mask) + fill * mask
         return torch.cat([voided, mask.to(image.dtype)], dim=1)
 
     def model_input(self, noisy_image: "torch.Tensor", condition: "torch.Tensor | None") -> "torch.Tensor":
@@ -164,3 +194,25 @@ class Task:
         ``t0``: the starting noise level of synthesis by partial noising (ignored by the others).
         """
         raise NotImplementedError
+
+
+def lesion_core_level(image: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
+    """Mean of ``image`` over the interior of ``mask``, per sample and channel: (B, C).
+
+    The interior is the mask eroded by one voxel in-plane (the dilated rim of a lesion mask is mostly
+    normal tissue), or the whole mask where erosion leaves nothing; 0 for an empty mask. The same
+    number a user gives as the lesion intensity: the mean of a lesion's own voxels.
+
+    Args:
+        image: (B, C, ..., H, W); mask: (B, 1, ..., H, W) 0/1.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    planes = mask.reshape(-1, 1, *mask.shape[-2:]).to(image.dtype)
+    interior = (1 - F.max_pool2d(1 - planes, 3, stride=1, padding=1)).reshape(mask.shape)
+    has_interior = interior.flatten(1).sum(1) > 0
+    region = torch.where(has_interior.reshape(-1, *([1] * (mask.dim() - 1))), interior, mask.to(image.dtype))
+    weights = region.flatten(2)  # (B, 1, N)
+    return (image.flatten(2) * weights).sum(-1) / weights.sum(-1).clamp(min=1.0)
+

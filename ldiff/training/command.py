@@ -30,6 +30,7 @@ SETTING_OPTIONS = {
     "augmentation": "augmentation",
     "slice_axes": "slice_axes",
     "pretrained_weights": "pretrained_weights",
+    "lesion_level_cue": "lesion_level_cue",
 }
 
 
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fine-tune from a trained model folder (a results fold_F folder or a demo model such as "
                              "ldiff/demo_models/t1_cond_fill) of the same task, channels, network and prediction type; "
                              "optimizer and step start fresh")
+    parser.add_argument("--lesion-level-cue", action="store_const", const=True,
+                        help="cond_synth only: tell the network each lesion's mean intensity (in the voided region), so "
+                             "that prediction can paint lesions as dark or bright as a scan's own "
+                             "(ldiff_predict --lesion-intensity); fine-tunes from a model without it")
     launch = parser.add_mutually_exclusive_group()
     launch.add_argument("--num-gpus", type=int, help="data-parallel training on N local GPUs (implies --device cuda)")
     launch.add_argument("--num-processes", type=int,

@@ -64,6 +64,9 @@ class TrainingSettings:
             weights the run started from (``--pretrained-weights``; see ``pretrained.py``), or None.
         pretrained_model: filled in by ldiff from that folder: ``{"dataset_name", "task",
             "config_name", "step"}`` of the weights it started from, or None.
+        lesion_level_cue: conditional synthesis only: the voided region tells the network the
+            lesion's mean intensity per channel (``ldiff.tasks.Task``), so that prediction can ask
+            for the darkness or brightness of a scan's own lesions (``--lesion-intensity``).
     """
 
     num_training_steps: int
@@ -87,6 +90,7 @@ class TrainingSettings:
     slice_axes: str = "axial"
     pretrained_weights: str | None = None
     pretrained_model: dict[str, Any] | None = None
+    lesion_level_cue: bool = False
 
     def __post_init__(self) -> None:
         positive = ("num_training_steps", "batch_size", "log_every", "checkpoint_every")
@@ -108,6 +112,8 @@ class TrainingSettings:
         if self.pretrained_weights is not None and (not isinstance(self.pretrained_weights, str)
                                                     or not self.pretrained_weights):
             problems.append(f"pretrained_weights must be a model folder or None, got {self.pretrained_weights!r}")
+        if not isinstance(self.lesion_level_cue, bool):
+            problems.append(f"lesion_level_cue must be true or false, got {self.lesion_level_cue!r}")
         if problems:
             raise LdiffError("Invalid training settings: " + "; ".join(problems) + ".")
 

@@ -121,7 +121,7 @@ class Trainer:
                  resume_from: dict[str, Any] | None = None) -> None:
         self.run_info, self.settings, self.context = run, settings, context
         self.device = context.device
-        self.task = run.task
+        self.task = run.task.with_lesion_level_cue(settings.lesion_level_cue)  # checked in train()
         self.schedule = NoiseSchedule.from_dict(run.plans["diffusion"])
         self.per_rank_batch = settings.batch_size // context.world_size
         torch.manual_seed(keyed_seed(settings.seed, 0, GLOBAL_RNG_STREAM))  # identical initial weights on every rank
@@ -359,6 +359,8 @@ def train(dataset: str | int, config_name: str, task_name: str, fold: int | str 
                          f"choose --batch-size as a multiple of {world_size}.")
     if settings.lesion_shapes_from is not None:
         borrowed_lesion_library(settings.lesion_shapes_from, run.task)  # fails here, not in a spawned process
+    if settings.lesion_level_cue and not run.task.accepts_lesion_level_cue:
+        raise LdiffError(f"--lesion-level-cue is for conditional synthesis (cond_synth), not {run.task.name}.")
     if num_processes > 1:
         if launched_by_torchrun():
             raise LdiffError("Under torchrun, leave --num-gpus/--num-processes out: torchrun starts the processes.")
