@@ -5,7 +5,8 @@
 
 Writes ``model.json``, ``checkpoint_final.pth`` (the EMA weights stored as float16 to halve the size;
 the predictor loads them into the float32 network), ``training_log.json``, ``progress.png`` and
-``TRAINING.md`` (the command that trained it). Every file is written atomically.
+``TRAINING.md`` (the command that trained it), and for a model that takes a lesion intensity the
+lesion and brain intensities of its training data's fingerprint (``fingerprint.json``). Every file is written atomically.
 """
 from __future__ import annotations
 
@@ -15,10 +16,25 @@ from pathlib import Path
 
 import torch
 
+from ldiff import paths
 from ldiff.io import atomic_path, load_json, save_json_atomic
+from ldiff.tasks import task_of_model
 from ldiff.training.checkpoints import final_checkpoint_state, load_checkpoint
 
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "ldiff" / "demo_models"
+
+
+def training_fingerprint(description: dict) -> dict | None:
+    """The part of the training dataset's fingerprint that prediction reads (the median intensities of
+    brain and lesions, per channel), for models that take a lesion intensity; None for the others or
+    when the dataset is not preprocessed here."""
+    if not task_of_model(description).takes_lesion_intensity:
+        return None
+    source = paths.preprocessed_root() / description["dataset_name"] / "fingerprint.json"
+    if not source.is_file():
+        raise SystemExit(f"{source} is missing: a synthesis model needs its training data's lesion intensities.")
+    fingerprint = load_json(source)
+    return {key: fingerprint[key] for key in ("dataset_name", "channel_names", "intensity_median_of_cases")}
 
 
 def export(model_folder: Path, name: str, command: str, checkpoint: str) -> Path:
@@ -34,6 +50,9 @@ def export(model_folder: Path, name: str, command: str, checkpoint: str) -> Path
     with atomic_path(target / "checkpoint_final.pth") as temporary:
         torch.save(final_checkpoint_state(step, half, description), temporary)
     save_json_atomic(description, target / "model.json")
+    fingerprint = training_fingerprint(description)
+    if fingerprint is not None:  # the lesion intensity a synthesis model paints by default travels with it
+        save_json_atomic(fingerprint, target / "fingerprint.json")
     for extra in ("training_log.json", "progress.png"):
         if (model_folder / extra).is_file():
             with atomic_path(target / extra) as temporary:
