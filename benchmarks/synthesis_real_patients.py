@@ -39,8 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "open_ms_data"
 DEFAULT_MODEL = REPO / "ldiff" / "demo_models" / "t1_flair_cond_synth"
 CHANNEL_FILES = {"T1w": "T1.nii.gz", "FLAIR": "FLAIR.nii.gz"}
-CUE_NOTES = {"default": " (models without the cue ignore it; cued models get their training data's median lesion)",
-             "own-half": " (the mean of half of the patient's real lesions; the other half is the comparison)"}
+CUE_NOTES = {"default": " (models without the cue ignore it; cued models get their training data's lesion contrast)",
+             "own": " (measured on all of the patient's real lesions, which are also the comparison)",
+             "own-half": " (measured on half of the patient's real lesions; the other half is the comparison)"}
 
 
 def preview(original: list[np.ndarray], synthetic: list[np.ndarray], sites: np.ndarray, lesion: np.ndarray,
@@ -99,11 +100,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20, help="lesion shapes placed per patient (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--cue", choices=("default", "own-half"), default="default",
+    parser.add_argument("--cue", choices=("default", "own", "own-half"), default="default",
                         help="for models that take a lesion intensity (cond_synth trained with --lesion-level-cue): "
                              "default = the model's own default (its training data's median lesion); own-half = the "
-                             "mean of half of the patient's real lesions (a seeded split of its lesions), the synthetic "
-                             "lesions then compared with the other half only")
+                             "lesions of half of the patient's real lesions (a seeded split of its lesions), the synthetic "
+                             "lesions then compared with the other half only; own = all of its lesions (the use case: "
+                             "more lesions like the patient's; the comparison then includes the lesions measured)")
     parser.add_argument("-o", "--output", type=Path, default=REPO / "benchmark_results" / "synthesis_real_patients")
     arguments = parser.parse_args()
 
@@ -126,7 +128,8 @@ def main() -> None:
         t1 = arrays[names.index("T1w")] if "T1w" in names else arrays[0]
         classes = tissue_classes(t1, lesion)
         sites = synthesis_sites(t1, lesion, classes, spacing, np.random.default_rng(arguments.seed), settings)
-        own, real = (None, lesion) if arguments.cue == "default" else split_lesions(lesion, arguments.seed)
+        own, real = {"default": (None, lesion), "own": (lesion, lesion)}.get(arguments.cue) or split_lesions(
+            lesion, arguments.seed)
         start = time.perf_counter()
         result = predictor.predict([sitk.Cast(image, sitk.sitkFloat32) for image in images], sites,
                                    seed=arguments.seed, progress=True, lesion_intensity_from=own)

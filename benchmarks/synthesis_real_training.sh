@@ -17,8 +17,8 @@
 # intensity, so that it can paint a patient's own lesion contrast; documentation/training.md). Results go
 # to a results root of their own ($ldiff_results/lesion_level_cue), so both variants are kept:
 #   bash benchmarks/synthesis_real_training.sh train-cue 07   # 1000 steps, about 40 minutes on one thread
-#   bash benchmarks/synthesis_real_training.sh score-cue      # held-out patient told its training data's
-#                                                             # lesion (default) or half its own (own-half)
+#   bash benchmarks/synthesis_real_training.sh score-cue      # held-out patient told its training data's lesion
+#                                                             # contrast (default), its own (own), or half its own (own-half)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${OPEN_MS_DATA:-../shared/data/open_ms_data}"
@@ -89,7 +89,7 @@ case "${1:-}" in
       set -- $pair
       m="$(model "$2" "$cue_results")"
       [ -f "$m/checkpoint_final.pth" ] || { echo "no cued model trained with patient$2 yet"; continue; }
-      for cue in default own-half; do
+      for cue in default own own-half; do
         [ -f "$out/cue/patient$1_$cue/synthesis_realism.json" ] ||
           python benchmarks/synthesis_real_patients.py --patients "$1" --model "$m" --cue "$cue" -o "$out/cue/patient$1_$cue"
       done

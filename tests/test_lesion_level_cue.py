@@ -4,14 +4,18 @@ paint an average lesion). Prediction with a cued model is checked exactly in tes
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
+from ldiff.errors import LdiffError
 from ldiff.inference.model_loading import load_model
 from ldiff.io.model_files import model_description
 from ldiff.tasks import VOID_VALUE, get_task, task_of_model
-from ldiff.tasks.task import lesion_core_level
+from ldiff.inference.lesion_intensity import lesion_contrasts, surrounding_ring
+from ldiff.tasks.task import SURROUNDING_RING, lesion_core_level, surrounding_level
 from ldiff.training.trainer import train
 from training_fixtures import make_preprocessed_dataset
 
@@ -52,9 +56,12 @@ def test_the_cue_fills_the_voided_region_with_the_lesion_level():
     trained = cued.condition(image, mask)
     assert trained[:, 0][:, inside].unique().tolist() == pytest.approx([0.6])
     assert trained[:, 1][:, inside].unique().tolist() == pytest.approx([-0.2])
-    asked = cued.condition(image, mask, torch.tensor([-0.7, 0.9]))
+    # The tissue around the square is -0.5 in both channels: asking for contrasts -0.2 and +0.3 paints
+    # -0.7 and -0.2.
+    assert surrounding_level(image, mask).tolist() == [[-0.5, -0.5], [-0.5, -0.5]]
+    asked = cued.condition(image, mask, torch.tensor([-0.2, 0.3]))
     assert asked[:, 0][:, inside].unique().tolist() == pytest.approx([-0.7])
-    assert asked[:, 1][:, inside].unique().tolist() == pytest.approx([0.9])
+    assert asked[:, 1][:, inside].unique().tolist() == pytest.approx([-0.2])
     for condition in (trained, asked):  # outside the mask and the mask channel are as without the cue
         assert torch.equal(condition[:, :2][:, :, ~inside], image[:, :, ~inside])
         assert torch.equal(condition[:, 2:], plain.condition(image, mask)[:, 2:])
@@ -84,3 +91,38 @@ def test_a_cued_run_trains_and_its_model_loads_with_the_cue(data_roots, monkeypa
     description = json.loads((output / "model.json").read_text())
     assert description["lesion_level_cue"] is True and description["training"]["lesion_level_cue"] is True
     assert load_model(output).task.lesion_level_cue
+
+
+def test_the_surroundings_are_the_same_ring_in_a_crop_and_in_the_scan():
+    """The ring a crop averages (torch, per crop) and the ring around a scan's own lesions (numpy) are
+    the voxels 2-3 chessboard steps from the mask in-plane; a known ring mean by construction."""
+    assert SURROUNDING_RING == (1, 3)
+    lesions = np.zeros((3, 15, 15), bool)
+    lesions[1, 6:9, 6:9] = True
+    ring = surrounding_ring(lesions)
+    distance = np.maximum(np.abs(np.arange(15)[:, None] - 7), np.abs(np.arange(15)[None, :] - 7)) - 1
+    assert np.array_equal(ring[1], (distance > 1) & (distance <= 3))
+    assert not ring[0].any() and not ring[2].any()  # in-plane only, as in a 2D crop
+    image = torch.zeros(1, 1, 15, 15)
+    image[0, 0][torch.from_numpy(ring[1])] = 0.4
+    image[0, 0][torch.from_numpy((distance == 1))] = -1.0  # the rim just outside the mask does not count
+    assert surrounding_level(image, torch.from_numpy(lesions[1])[None, None].float()).item() == pytest.approx(0.4)
+
+
+def test_the_default_contrast_is_the_training_lesions_against_their_white_matter(monkeypatch):
+    import ldiff.inference.lesion_intensity as module
+
+    fingerprint = {"intensity_median_of_cases": {
+        "T1w": {"lesion": {"50": 700.0}, "nawm": {"50": 900.0}, "brain": {"1": 100.0, "99": 1100.0}},
+        "FLAIR": {"lesion": {"50": 600.0}, "nawm": {"50": 400.0}, "brain": {"1": 0.0, "99": 800.0}}}}
+    model = SimpleNamespace(channel_names=("T1w", "FLAIR"), folder="m", task=get_task("cond_synth", True),
+                            description={"normalization": {"lower_percentile": 1, "upper_percentile": 99}})
+    monkeypatch.setattr(module, "load_fingerprint", lambda _: fingerprint)
+    # 2 (lesion - nawm) / (p99 - p1): the normalisation maps p1..p99 onto [-1, 1].
+    assert lesion_contrasts(model, None, 2).tolist() == pytest.approx([-0.4, 0.5])
+    assert lesion_contrasts(model, ["-0.3"], 2).tolist() == pytest.approx([-0.3, -0.3])
+    with pytest.raises(LdiffError, match="no pNN"):
+        lesion_contrasts(model, ["p10"], 2)
+    monkeypatch.setattr(module, "load_fingerprint", lambda _: None)
+    with pytest.raises(LdiffError, match="no training fingerprint"):
+        lesion_contrasts(model, None, 2)

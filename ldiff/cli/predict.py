@@ -67,13 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--t0", type=timestep_or_fraction, default=40,
                           help="uncond_synth: noise level to start from, a timestep (default 40 of 1000) or a fraction")
     sampling.add_argument("--lesion-intensity", nargs="+", metavar="V",
-                          help="uncond_synth, and cond_synth trained with --lesion-level-cue: lesion intensity per "
-                          "channel (or one for all): a value in the model's [-1, 1] space or pNN, a percentile of the "
-                          "brain (default: the training fingerprint's median lesion intensity, else p10 for "
-                          "T1-weighted and p99 for other channels)")
+                          help="uncond_synth: coarse-lesion intensity per channel (or one for all): a value in the "
+                          "model's [-1, 1] space or pNN, a percentile of the brain (default: the training "
+                          "fingerprint's median lesion intensity, else p10 for T1-weighted and p99 for other "
+                          "channels). cond_synth trained with --lesion-level-cue: the lesion's contrast to its "
+                          "surroundings in that space, negative = darker (default: the training lesions' against "
+                          "their white matter)")
     sampling.add_argument("--lesion-intensity-from", metavar="MASK",
-                          help="as --lesion-intensity, but the mean of the scan's own lesions in this mask (a file, or a "
-                          "folder of masks named like the cases): synthetic lesions as dark or bright as the patient's")
+                          help="as --lesion-intensity, measured on the scan's own lesions in this mask (a file, or a "
+                          "folder of masks named like the cases): their mean, or for a cued cond_synth their contrast "
+                          "to the tissue around them, so synthetic lesions look like the patient's")
     sampling.add_argument("--batch-size", type=int, help="samples per network call, --num-samples draws of a crop included "
                           "(default: the training batch size; at most 8 on a CPU)")
     sampling.add_argument("--num-samples", type=int,

@@ -1,12 +1,18 @@
 """The lesion intensity a synthesis is asked for, per channel in the model's [-1, 1] space.
 
-Tasks that take one (``Task.takes_lesion_intensity``: uncond_synth paints a coarse lesion of it,
-cond_synth trained with the lesion-level cue is told it) get, in this order: the mean of the scan's
-own lesions when a mask of them is given (synthesis that looks like that patient's lesions); the
-user's values (a number in [-1, 1], or ``"pNN"``, the NN-th percentile of the case's brain); the
-training fingerprint's median lesion intensity, placed within the fingerprint's median brain
-percentiles that the normalisation uses (so it does not depend on a new scanner's raw units); or
-:data:`DEFAULT_LESION_PERCENTILE` of the case's brain.
+uncond_synth paints one coarse lesion level: the mean of the scan's own lesions when a mask of them
+is given; else the user's values (a number in [-1, 1], or ``"pNN"``, the NN-th percentile of the
+case's brain); else the training fingerprint's median lesion intensity, placed within the
+fingerprint's median brain percentiles that the normalisation uses (so it does not depend on a new
+scanner's raw units); else :data:`DEFAULT_LESION_PERCENTILE` of the case's brain.
+
+cond_synth trained with the lesion-level cue takes a contrast instead (``Task.lesion_intensity_is_contrast``):
+how much a lesion's mean lies above or below the mean of the tissue around it, which prediction adds
+to each crop's own surroundings. From the scan's own lesions (their mean minus the median of the
+tissue 2-5 mm around them, :func:`own_lesion_shell`), the user's numbers, or the training fingerprint's median
+lesion minus median normal-appearing WM. A contrast carries over to a lesion placed elsewhere; an
+absolute level would not (deep white matter is brighter on T1w than the periventricular tissue where
+many lesions sit).
 """
 from __future__ import annotations
 
@@ -27,7 +33,9 @@ DEFAULT_LESION_PERCENTILE = {"t1": 10.0, "other": 99.0}
 def lesion_levels(model: LoadedModel, arrays: dict[str, np.ndarray], properties: dict,
                   requested: Sequence[float | str] | None, own_lesions: np.ndarray | None,
                   mask_name: str = "the mask") -> np.ndarray:
-    """The lesion intensity per channel, (C,) float32 in [-1, 1] (module docstring).
+    """The lesion intensity per channel, (C,) float32 (module docstring): an absolute level in [-1, 1],
+    or for a task whose lesion intensity is a contrast (``Task.lesion_intensity_is_contrast``) the
+    lesion's mean minus its surroundings' mean in that space.
 
     Args:
         arrays: the preprocessed case (``image`` (C, Z, Y, X) normalised, ``brain``).
@@ -35,16 +43,96 @@ def lesion_levels(model: LoadedModel, arrays: dict[str, np.ndarray], properties:
         requested: the user's values, or None.
         own_lesions: bool (Z, Y, X) on the input grid, the scan's own lesions, or None.
     """
-    if own_lesions is None:
-        normalizers = [PercentileNormalizer.from_dict(entry) for entry in properties["normalization"]]
-        return lesion_intensities(model, arrays["image"], arrays["brain"].astype(bool), normalizers, requested)
+    as_contrast = model.task.lesion_intensity_is_contrast
+    brain = arrays["brain"].astype(bool)
+    if own_lesions is not None:
+        if requested is not None:
+            raise LdiffError("Give the lesion intensity as numbers or as the scan's own lesions, not both.")
+        inside = (coverage_in_preprocessed_space(own_lesions.astype(bool), properties) >= 0.5) & brain
+        if not inside.any():
+            raise LdiffError(f"the scan's own lesions (given with {mask_name}) have no voxel inside the brain, so "
+                             f"their intensity cannot be measured.")
+        mean = arrays["image"][:, inside].mean(axis=1)
+        if not as_contrast:
+            return np.clip(mean, -1.0, 1.0).astype(np.float32)
+        shell = own_lesion_shell(inside, properties) & brain
+        if not shell.any():
+            raise LdiffError(f"the scan's own lesions (given with {mask_name}) fill the brain; their contrast to "
+                             f"the tissue around them cannot be measured.")
+        return (mean - np.median(arrays["image"][:, shell], axis=1)).astype(np.float32)
+    if as_contrast:
+        return lesion_contrasts(model, requested, len(arrays["image"]))
+    normalizers = [PercentileNormalizer.from_dict(entry) for entry in properties["normalization"]]
+    return lesion_intensities(model, arrays["image"], brain, normalizers, requested)
+
+
+# Real lesions: their contrast is taken against the tissue 2-5 mm out (the median of that shell), beyond
+# the partial-volume and oedema halo that surrounds them (the definition of ldiff_benchmark and
+# benchmarks/synthesis_comparison.py). A synthetic lesion's site has no halo, so a crop's own near ring
+# (ldiff.tasks.task.surrounding_level) is its surroundings.
+OWN_LESION_SHELL_MM = (2.0, 5.0)
+
+
+def own_lesion_shell(lesions: np.ndarray, properties: dict) -> np.ndarray:
+    """The voxels between ``OWN_LESION_SHELL_MM`` of ``lesions`` (preprocessed grid), without lesions."""
+    from ldiff.masks import dilate_mask
+
+    spacing = properties.get("target_spacing") or properties.get("spacing") or (1.0, 1.0, 1.0)
+    spacing = tuple(float(v) for v in spacing)
+    inner = dilate_mask(lesions, spacing=spacing, shape="ball", radius_mm=OWN_LESION_SHELL_MM[0])
+    outer = dilate_mask(lesions, spacing=spacing, shape="ball", radius_mm=OWN_LESION_SHELL_MM[1])
+    return outer & ~inner & ~lesions
+
+
+def surrounding_ring(lesions: np.ndarray) -> np.ndarray:
+    """The in-plane ring around ``lesions`` (Z, Y, X) that :func:`ldiff.tasks.task.surrounding_level` averages
+    around a mask in a crop (the same chessboard steps), without the lesions themselves."""
+    from scipy import ndimage
+
+    from ldiff.tasks.task import SURROUNDING_RING
+
+    inner, outer = SURROUNDING_RING
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = True
+    near = ndimage.binary_dilation(lesions, in_plane, iterations=inner)
+    far = ndimage.binary_dilation(lesions, in_plane, iterations=outer)
+    return far & ~near & ~lesions
+
+
+def lesion_contrasts(model: LoadedModel, requested: Sequence[float | str] | None, num_channels: int) -> np.ndarray:
+    """Lesion contrast per channel (C,) in the model's space: the user's numbers, else the training
+    fingerprint's median lesion intensity minus its median normal-appearing WM intensity, scaled as
+    the normalisation scales intensities."""
+    names = model.channel_names or tuple(f"channel {c}" for c in range(num_channels))
     if requested is not None:
-        raise LdiffError("Give the lesion intensity as numbers or as the scan's own lesions, not both.")
-    inside = (coverage_in_preprocessed_space(own_lesions.astype(bool), properties) >= 0.5) & arrays["brain"].astype(bool)
-    if not inside.any():
-        raise LdiffError(f"the scan's own lesions (given with {mask_name}) have no voxel inside the brain, so their "
-                         f"intensity cannot be measured.")
-    return np.clip(arrays["image"][:, inside].mean(axis=1), -1.0, 1.0).astype(np.float32)
+        if len(requested) not in (1, len(names)):
+            raise LdiffError(f"--lesion-intensity takes 1 value or one per channel ({len(names)}), got {len(requested)}.")
+        values = []
+        for value in requested:
+            try:
+                number = float(str(value))
+            except ValueError:
+                raise LdiffError(f"--lesion-intensity {value!r}: this model takes the lesion's contrast to its "
+                                 f"surroundings, a number in [-1, 1] of its intensity space (no pNN).") from None
+            if not -1.0 <= number <= 1.0:
+                raise LdiffError(f"--lesion-intensity {value!r}: contrasts are in [-1, 1] of the model's space.")
+            values.append(number)
+        return np.asarray([values[c % len(values)] for c in range(len(names))], dtype=np.float32)
+    fingerprint = load_fingerprint(model) or {}
+    normalization = model.description.get("normalization") or {}
+    contrasts = []
+    for name in names:
+        summary = (fingerprint.get("intensity_median_of_cases") or {}).get(name) or {}
+        lesion = (summary.get("lesion") or {}).get("50")
+        normal = (summary.get("nawm") or {}).get("50")
+        brain = summary.get("brain") or {}
+        low = brain.get(f"{float(normalization.get('lower_percentile', -1)):g}")
+        high = brain.get(f"{float(normalization.get('upper_percentile', -1)):g}")
+        if None in (lesion, normal, low, high) or not high > low:
+            raise LdiffError(f"{model.folder}: no training fingerprint with lesion and white-matter intensities for "
+                             f"{name}; give --lesion-intensity or --lesion-intensity-from.")
+        contrasts.append(2.0 * (lesion - normal) / (high - low))
+    return np.asarray(contrasts, dtype=np.float32)
 
 
 def lesion_intensities(model: LoadedModel, image: np.ndarray, brain: np.ndarray,

@@ -376,7 +376,7 @@ class Predictor:
                 lesion_levels: np.ndarray | None = None) -> np.ndarray:
         """Sample every crop of ``plan`` starting from ``image`` (C, Z, Y, X) in [-1, 1] (for uncond_synth
         holding the coarse lesions); returns ``image`` with the owned voxels replaced. ``lesion_levels``
-        (C,): the lesion intensity a cued conditional model is told (ignored by the other tasks)."""
+        (C,): the lesion contrast a cued conditional model is told (ignored by the other tasks)."""
         model, device, task = self.model, self.model.device, self.model.task
         generator = torch.Generator().manual_seed(int(seed))
         result = image.copy()
@@ -394,8 +394,8 @@ class Predictor:
             if draws > 1:  # the K draws of each crop run side by side in one batch
                 known = known.repeat(draws, *([1] * (known.dim() - 1)))
                 mask = mask.repeat(draws, *([1] * (mask.dim() - 1)))
-            levels = None if lesion_levels is None else torch.from_numpy(lesion_levels)[None].to(device)
-            condition = task.condition(known, mask, levels)
+            contrast = None if lesion_levels is None else torch.from_numpy(lesion_levels)[None].to(device)
+            condition = task.condition(known, mask, contrast)
             model_fn = self._model_fn(condition)
             sample = task.sample(self.sampler, model_fn, known, mask, generator, t0=self.options.t0)
             sample = sample.float().reshape(draws, len(batch), *sample.shape[1:]).mean(dim=0).cpu().numpy()

@@ -39,7 +39,9 @@ class Task:
     ``lesion_level_cue``: conditional synthesis only (:meth:`with_lesion_level_cue`): the voided region
     holds, per channel, the lesion's mean intensity instead of :data:`VOID_VALUE`, so one model paints
     lesions as dark or as bright as asked (each scan's lesions differ; without the cue the model
-    can only paint an average lesion).
+    can only paint an average lesion). In training that is the truth's own lesion mean; at
+    prediction it is the mean of the tissue around the mask in the crop plus the lesion contrast asked
+    for, so a lesion is as much darker (or brighter) than its own surroundings as the patient's are.
     """
 
     name: str
@@ -78,6 +80,12 @@ class Task:
         return self.lesion_level_cue
 
     @property
+    def lesion_intensity_is_contrast(self) -> bool:
+        """The lesion intensity it takes is a contrast to each lesion's surroundings (cued cond_synth,
+        :meth:`condition`), not one absolute level for the scan (uncond_synth's coarse lesion)."""
+        return self.lesion_level_cue
+
+    @property
     def accepts_lesion_level_cue(self) -> bool:
         """Only conditional synthesis can be told how dark or bright to paint (the cue sits in the voided image)."""
         return self.conditional and self.paints_lesions
@@ -94,18 +102,19 @@ class Task:
 
     # ---- the conditioning (training and prediction) --------------------------------------------
     def condition(self, image: "torch.Tensor", mask: "torch.Tensor",
-                  lesion_level: "torch.Tensor | None" = None) -> "torch.Tensor | None":
+                  lesion_contrast: "torch.Tensor | None" = None) -> "torch.Tensor | None":
         """``cat(voided image, mask)`` along channels, or None for unconditional tasks.
 
         The voided region holds :data:`VOID_VALUE`, or with the lesion-level cue the lesion's mean
-        intensity per channel: ``lesion_level`` when given (prediction: the intensity asked for), else
-        measured from ``image`` inside the mask's interior (training: the truth's own lesion,
-        :func:`lesion_core_level`).
+        intensity per channel: in training (``lesion_contrast`` None) measured from ``image`` inside
+        the mask's interior (the truth's own lesion, :func:`lesion_core_level`); at prediction the mean
+        of the known tissue around the mask (:func:`surrounding_level`) plus ``lesion_contrast``.
 
         Args:
             image: (B, C, ...) in [-1, 1], the known image (its values inside ``mask`` are discarded).
             mask: (B, 1, ...) 0/1, the region to paint.
-            lesion_level: (C,), (1, C) or (B, C) in [-1, 1]; used only with the cue.
+            lesion_contrast: (C,), (1, C) or (B, C): the lesion's mean minus its surroundings' mean in
+                the [-1, 1] space (negative = darker); used only with the cue.
         """
         import torch
 
@@ -113,8 +122,11 @@ class Task:
             return None
         fill: "torch.Tensor | float" = VOID_VALUE
         if self.lesion_level_cue:
-            level = lesion_core_level(image, mask) if lesion_level is None else torch.as_tensor(
-                lesion_level, dtype=image.dtype, device=image.device).reshape(-1, image.shape[1])
+            if lesion_contrast is None:
+                level = lesion_core_level(image, mask)
+            else:
+                contrast = torch.as_tensor(lesion_contrast, dtype=image.dtype, device=image.device)
+                level = (surrounding_level(image, mask) + contrast.reshape(-1, image.shape[1])).clamp(-1.0, 1.0)
             fill = level.reshape(*level.shape, *([1] * (image.dim() - 2)))
         voided = image * (1 - mask) + fill * mask
         return torch.cat([voided, mask.to(image.dtype)], dim=1)
@@ -214,5 +226,33 @@ def lesion_core_level(image: "torch.Tensor", mask: "torch.Tensor") -> "torch.Ten
     has_interior = interior.flatten(1).sum(1) > 0
     region = torch.where(has_interior.reshape(-1, *([1] * (mask.dim() - 1))), interior, mask.to(image.dtype))
     weights = region.flatten(2)  # (B, 1, N)
+    return (image.flatten(2) * weights).sum(-1) / weights.sum(-1).clamp(min=1.0)
+
+
+# The ring of known tissue around a mask whose mean is a lesion's surroundings (in-plane voxel steps):
+# beyond the partial-volume rim of the dilated mask, near enough to be the same tissue.
+SURROUNDING_RING = (1, 3)
+
+
+def surrounding_level(image: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
+    """Mean of ``image`` over an in-plane ring around ``mask`` (more than ``SURROUNDING_RING[0]`` and at most
+    ``SURROUNDING_RING[1]`` voxel steps away, chessboard distance), per sample and channel: (B, C).
+    Where the ring is empty (no mask, or a mask filling the crop): the mean outside the mask.
+
+    Args:
+        image: (B, C, ..., H, W) in [-1, 1]; mask: (B, 1, ..., H, W) 0/1.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    inner, outer = SURROUNDING_RING
+    planes = mask.reshape(-1, 1, *mask.shape[-2:]).to(image.dtype)
+    near = F.max_pool2d(planes, 2 * inner + 1, stride=1, padding=inner)
+    far = F.max_pool2d(planes, 2 * outer + 1, stride=1, padding=outer)
+    ring = (far - near).reshape(mask.shape)
+    outside = 1 - mask.to(image.dtype)
+    has_ring = ring.flatten(1).sum(1) > 0
+    region = torch.where(has_ring.reshape(-1, *([1] * (mask.dim() - 1))), ring, outside)
+    weights = region.flatten(2)
     return (image.flatten(2) * weights).sum(-1) / weights.sum(-1).clamp(min=1.0)
 
