@@ -14,7 +14,7 @@ from ldiff.errors import LdiffError
 from ldiff.inference.model_loading import load_model
 from ldiff.io.model_files import model_description
 from ldiff.tasks import VOID_VALUE, get_task, task_of_model
-from ldiff.inference.lesion_intensity import lesion_contrasts, surrounding_ring
+from ldiff.inference.lesion_intensity import lesion_contrasts
 from ldiff.tasks.task import SURROUNDING_RING, lesion_core_level, surrounding_level
 from ldiff.training.trainer import train
 from training_fixtures import make_preprocessed_dataset
@@ -93,20 +93,20 @@ def test_a_cued_run_trains_and_its_model_loads_with_the_cue(data_roots, monkeypa
     assert load_model(output).task.lesion_level_cue
 
 
-def test_the_surroundings_are_the_same_ring_in_a_crop_and_in_the_scan():
-    """The ring a crop averages (torch, per crop) and the ring around a scan's own lesions (numpy) are
-    the voxels 2-3 chessboard steps from the mask in-plane; a known ring mean by construction."""
+def test_a_crops_surroundings_are_the_ring_two_to_three_steps_from_the_mask():
+    """The ring a crop averages is the voxels 2-3 chessboard steps from the mask in-plane: its mean is
+    known by construction, and the rim one step out (the dilated mask's partial volume) does not count."""
     assert SURROUNDING_RING == (1, 3)
-    lesions = np.zeros((3, 15, 15), bool)
-    lesions[1, 6:9, 6:9] = True
-    ring = surrounding_ring(lesions)
-    distance = np.maximum(np.abs(np.arange(15)[:, None] - 7), np.abs(np.arange(15)[None, :] - 7)) - 1
-    assert np.array_equal(ring[1], (distance > 1) & (distance <= 3))
-    assert not ring[0].any() and not ring[2].any()  # in-plane only, as in a 2D crop
-    image = torch.zeros(1, 1, 15, 15)
-    image[0, 0][torch.from_numpy(ring[1])] = 0.4
-    image[0, 0][torch.from_numpy((distance == 1))] = -1.0  # the rim just outside the mask does not count
-    assert surrounding_level(image, torch.from_numpy(lesions[1])[None, None].float()).item() == pytest.approx(0.4)
+    mask = torch.zeros(1, 1, 15, 15)
+    mask[..., 6:9, 6:9] = 1
+    steps = torch.maximum((torch.arange(15)[:, None] - 7).abs(), (torch.arange(15)[None, :] - 7).abs()) - 1
+    image = torch.full((1, 1, 15, 15), 0.9)  # beyond the ring
+    image[0, 0][(steps > 1) & (steps <= 3)] = 0.4
+    image[0, 0][steps == 1] = -1.0
+    assert surrounding_level(image, mask).item() == pytest.approx(0.4)
+    # Stacks (p3d): the ring of every slice of the stack.
+    stack, mask3 = torch.stack([image, image], dim=2), torch.stack([mask, mask], dim=2)
+    assert surrounding_level(stack, mask3).item() == pytest.approx(0.4)
 
 
 def test_the_default_contrast_is_the_training_lesions_against_their_white_matter(monkeypatch):

@@ -312,3 +312,38 @@ def test_previews_are_named_after_their_output_beside_it(tmp_path):
     images, _, _ = make_folder(tmp_path / "folder", cases=("case_a",))
     (job,) = plan_jobs([images], tmp_path / "out2")
     assert files.preview_path(job) == tmp_path / "out2" / "case_a_preview.png"
+
+
+def test_own_lesion_masks_give_a_cued_synthesis_its_contrast_and_a_missing_one_is_refused(tmp_path, monkeypatch):
+    """--lesion-intensity-from with a folder of the cases' own lesion masks: each case's prediction gets its
+    own mask; a case without one stops the run before anything is written."""
+    from ldiff.inference.predictor import Predictor
+
+    cued = make_model_folder(tmp_path / "models", "cond_synth", "2d", lesion_level_cue=True)
+    images, masks, lesions = make_folder(tmp_path / "in", cases=("case_a", "case_b"), masks_elsewhere=True)
+    own = tmp_path / "own"
+    for case, lesion in lesions.items():
+        elsewhere = np.roll(lesion, 6, axis=2)  # "the patient's own lesions": another place in the scan
+        write(as_image(elsewhere, np.uint8), own / f"{case}.nii.gz")
+    with pytest.raises(LdiffError, match="case_b.nii.gz: no such own-lesion mask"):
+        (own / "case_b.nii.gz").rename(tmp_path / "kept.nii.gz")
+        run(images, tmp_path / "refused", cued, masks_dir=masks, lesion_intensity_from=own)
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+    (tmp_path / "kept.nii.gz").rename(own / "case_b.nii.gz")
+    with pytest.raises(LdiffError, match="not both"):
+        run(images, tmp_path / "both", cued, masks_dir=masks, lesion_intensity_from=own, lesion_intensity=["0.1"])
+
+    # Each case's prediction is given that case's own mask (the networks here ignore their conditioning;
+    # test_predict_oracle.py checks what the model is then told).
+    seen = {}
+    original = Predictor.predict
+
+    def recording(self, images, mask, **keywords):
+        seen[Path(keywords["image_name"]).name] = keywords["lesion_intensity_from"]
+        return original(self, images, mask, **keywords)
+
+    monkeypatch.setattr(Predictor, "predict", recording)
+    run(images, tmp_path / "out", cued, masks_dir=masks, lesion_intensity_from=own, seed=3)
+    for case, lesion in lesions.items():
+        assert np.array_equal(seen[f"{case}_0000.nii.gz"], np.roll(lesion, 6, axis=2))
+        assert (tmp_path / "out" / f"{case}_0001.nii.gz").is_file()

@@ -84,21 +84,6 @@ def own_lesion_shell(lesions: np.ndarray, properties: dict) -> np.ndarray:
     return outer & ~inner & ~lesions
 
 
-def surrounding_ring(lesions: np.ndarray) -> np.ndarray:
-    """The in-plane ring around ``lesions`` (Z, Y, X) that :func:`ldiff.tasks.task.surrounding_level` averages
-    around a mask in a crop (the same chessboard steps), without the lesions themselves."""
-    from scipy import ndimage
-
-    from ldiff.tasks.task import SURROUNDING_RING
-
-    inner, outer = SURROUNDING_RING
-    in_plane = np.zeros((3, 3, 3), bool)
-    in_plane[1] = True
-    near = ndimage.binary_dilation(lesions, in_plane, iterations=inner)
-    far = ndimage.binary_dilation(lesions, in_plane, iterations=outer)
-    return far & ~near & ~lesions
-
-
 def lesion_contrasts(model: LoadedModel, requested: Sequence[float | str] | None, num_channels: int) -> np.ndarray:
     """Lesion contrast per channel (C,) in the model's space: the user's numbers, else the training
     fingerprint's median lesion intensity minus its median normal-appearing WM intensity, scaled as
