@@ -212,8 +212,8 @@ def lesion_core_level(image: "torch.Tensor", mask: "torch.Tensor") -> "torch.Ten
     """Mean of ``image`` over the interior of ``mask``, per sample and channel: (B, C).
 
     The interior is the mask eroded by one voxel in-plane (the dilated rim of a lesion mask is mostly
-    normal tissue), or the whole mask where erosion leaves nothing; 0 for an empty mask. The same
-    number a user gives as the lesion intensity: the mean of a lesion's own voxels.
+    normal tissue), or the whole mask where erosion leaves nothing; 0 for an empty mask: in training,
+    the level the truth's own lesion has, which the cue tells the network.
 
     Args:
         image: (B, C, ..., H, W); mask: (B, 1, ..., H, W) 0/1.
