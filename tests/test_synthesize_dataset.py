@@ -285,6 +285,8 @@ def test_bad_inputs_are_one_sentence_and_write_nothing(model, inputs, data_roots
     refused(r"give either --count or --load", request=request(model, masks=MaskRequest(count=2, load_ml=1.0)))
     fill_model = make_model_folder(tmp_path / "fill", "cond_fill", "2d")
     refused(r"holds a cond_fill model, which cannot synthesise lesions", request=request(fill_model))
+    refused(r"--lesion-intensity is for uncond_synth models and cond_synth models trained with --lesion-level-cue",
+            request=request(model, lesion_intensity=("-0.2",)))
     refused(r"is not a dataset name of the form DatasetNNN_Name", output="Synthetic")
     (raw / "Dataset104_Taken").mkdir()
     refused(r"Dataset104_Taken: already uses the dataset id 104", output="Dataset104_Other")
@@ -331,3 +333,21 @@ def test_command_line_with_real_lesion_shapes(model, inputs, data_roots, capsys,
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip() == (f"ldiff: error: {scans / 'missing'}: the folder of healthy scans "
                                                f"does not exist.")
+
+
+def test_a_cued_model_is_told_the_lesion_intensity_and_the_record_keeps_it(inputs, data_roots, tmp_path, monkeypatch):
+    scans, tissue = inputs
+    cued = make_model_folder(tmp_path / "models", "cond_synth", "2d", lesion_level_cue=True)
+    told = []
+    original = Predictor.predict
+
+    def recording(self, images, mask, **keywords):
+        told.append(keywords["lesion_intensity"])
+        return original(self, images, mask, **keywords)
+
+    monkeypatch.setattr(Predictor, "predict", recording)
+    folder = synthesize_dataset("Dataset106_Cued", request(cued, per_scan=1, lesion_intensity=("-0.2", "0.3")),
+                                healthy_folder=scans, tissue_folder=tissue)
+    assert told == [("-0.2", "0.3")] * len(SCANS)
+    assert json.loads((folder / RECORD_NAME).read_text())["settings"]["lesion_intensity"] == ["-0.2", "0.3"]
+

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("-m", "--model", metavar="MODEL_FOLDER", help="a cond_synth or uncond_synth model's fold folder")
     model.add_argument("-chk", "--checkpoint", choices=("final", "latest"), default="final", help="default final")
     model.add_argument("--steps", type=int, help="reverse steps (default: the task's, e.g. 25 DDIM steps)")
+    model.add_argument("--lesion-intensity", nargs="+", metavar="V",
+                       help="for uncond_synth models and cond_synth models trained with --lesion-level-cue: as "
+                            "ldiff_predict --lesion-intensity (default: the training lesions')")
     model.add_argument("--batch-size", type=int, help="samples per network call (default: the model's, at most 8 on a CPU)")
     model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
     run = parser.add_argument_group("run")
@@ -87,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
         request = SynthesisRequest(per_scan=arguments.per_scan, seed=arguments.seed, masks=masks,
                                    model_folder=arguments.model, checkpoint=arguments.checkpoint,
                                    device=arguments.device, options=options, add_real=arguments.add_real,
-                                   continue_run=arguments.continue_run)
+                                   continue_run=arguments.continue_run,
+                                   lesion_intensity=None if arguments.lesion_intensity is None
+                                   else tuple(arguments.lesion_intensity))
         folder = synthesize_dataset(arguments.output_name, request, arguments.input, arguments.dataset,
                                     arguments.channel_names, arguments.tissue)
         print(f"Wrote {folder} (verified); train on it with ldiff_plan_and_preprocess -d {folder.name[7:10]} or "

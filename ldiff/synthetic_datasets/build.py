@@ -63,7 +63,9 @@ LABEL_POLICY = (
 class SynthesisRequest:
     """How to make the dataset. ``masks``: the lesion-mask settings (count or load_ml, library_source,
     radius_mm, periventricular_mm; its seed, channel and tissue are ignored); ``options``: sampling
-    (None: the model's task defaults); ``add_real``: a dataset id or name whose training cases join."""
+    (None: the model's task defaults); ``add_real``: a dataset id or name whose training cases join;
+    ``lesion_intensity``: what a model that takes one is told (``ldiff_predict --lesion-intensity``),
+    None for its default."""
 
     per_scan: int = 1
     seed: int = 0
@@ -75,6 +77,7 @@ class SynthesisRequest:
     add_real: str | None = None
     continue_run: bool = False
     progress: bool = True
+    lesion_intensity: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,9 @@ def synthesize_dataset(output_name: str, request: SynthesisRequest, healthy_fold
     library = load_lesion_library(masks.library_source) if masks.library_source is not None else None
     predictor = Predictor.from_folder(plan.model_folder, request.checkpoint, request.device,
                                       options=request.options or SamplingOptions())
+    if request.lesion_intensity is not None and not predictor.model.task.takes_lesion_intensity:
+        raise LdiffError(f"--lesion-intensity is for uncond_synth models and cond_synth models trained with "
+                         f"--lesion-level-cue; {plan.model_folder} holds a {predictor.model.task.name} model without it.")
     logger.info("model: %s; sampling: %s; %d healthy scan(s) x %d, %d real case(s)", predictor.model.describe(),
                 predictor.describe_sampling(), len({e.source.case for e in plan.cases if e.index is not None}),
                 request.per_scan, sum(e.index is None for e in plan.cases))
@@ -272,12 +278,13 @@ def synthesize_dataset(output_name: str, request: SynthesisRequest, healthy_fold
         "masks": _mask_settings(masks), "healthy_scans": plan.healthy_scans,
         "tissue_maps": None if tissue_folder is None else str(Path(tissue_folder).resolve()),
         "added_real": plan.added_real,
+        "lesion_intensity": None if request.lesion_intensity is None else list(request.lesion_intensity),
     }
     record = _start_record(output, settings)
     from ldiff.synthetic_datasets.painting import run_cases
 
     run_cases(output, plan.cases, plan.channel_names, plan.healthy, predictor, masks, library, record,
-              request.progress)
+              request.progress, request.lesion_intensity)
     return _finish(output, plan.cases, plan.channel_names, settings, plan.healthy)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -51,7 +51,7 @@ def _t1_file(files: dict[str, Path]) -> Path:
 
 def _synthesise_scan(entries: list[OutputCase], output: Path, names: tuple[str, ...], healthy: bool,
                      predictor: Predictor, masks: MaskRequest, library: LesionLibrary | None, record: dict[str, Any],
-                     cache: dict, bar: Any) -> None:
+                     cache: dict, bar: Any, lesion_intensity: Sequence[str] | None = None) -> None:
     """The missing synthetic cases of one healthy scan, each written whole (images, links, then the label)."""
     scan = entries[0].source
     files = tuple(scan.files.values())
@@ -64,7 +64,7 @@ def _synthesise_scan(entries: list[OutputCase], output: Path, names: tuple[str, 
         mask_image, drawn = propose_mask(t1_image, reorientation, anatomy, masks, library, seed, cache)
         mask = sitk.GetArrayFromImage(mask_image).astype(bool)
         result = predictor.predict(images, mask, seed=seed, mask_name=f"the lesion mask drawn for {entry.case}",
-                                   image_name=str(files[0]))
+                                   image_name=str(files[0]), lesion_intensity=lesion_intensity)
         # The lesion is the undilated mask; the dilated rim the model also paints is its border (LABEL_POLICY).
         label = mask & result.changed
         targets = entry.files(output, names, healthy)
@@ -91,8 +91,10 @@ def _synthesise_scan(entries: list[OutputCase], output: Path, names: tuple[str, 
 
 
 def run_cases(output: Path, planned: list[OutputCase], names: tuple[str, ...], healthy: bool, predictor: Predictor,
-              masks: MaskRequest, library: LesionLibrary | None, record: dict[str, Any], progress: bool) -> None:
-    """Write every planned case that is not complete yet; ``record`` (synthesis.json) is saved after each."""
+              masks: MaskRequest, library: LesionLibrary | None, record: dict[str, Any], progress: bool,
+              lesion_intensity: Sequence[str] | None = None) -> None:
+    """Write every planned case that is not complete yet; ``record`` (synthesis.json) is saved after each.
+    ``lesion_intensity``: what a model that takes one is told (None: its default)."""
     pending = [entry for entry in planned if not _is_done(entry, output, names, healthy)]
     if len(pending) < len(planned):
         logger.info("--continue: %d of %d case(s) already complete, kept", len(planned) - len(pending), len(planned))
@@ -107,4 +109,5 @@ def run_cases(output: Path, planned: list[OutputCase], names: tuple[str, ...], h
     with logging_redirect_tqdm(), tqdm(total=len(synthetic), desc="synthesising", unit="case",
                                        disable=not progress) as bar:
         for _, group in groupby(synthetic, key=lambda entry: entry.source.case):
-            _synthesise_scan(list(group), output, names, healthy, predictor, masks, library, record, cache, bar)
+            _synthesise_scan(list(group), output, names, healthy, predictor, masks, library, record, cache, bar,
+                             lesion_intensity)
