@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=None, help="samples per network call, draws included (default: the model's)")
+    parser.add_argument("--lesion-contrast", choices=("auto", "match", "model"), default="auto",
+                        help="as ldiff_predict --lesion-contrast (match: the training lesions' contrast)")
     parser.add_argument("--cases", type=int, default=None, help="only the first N test cases")
     parser.add_argument("--no-lpips", action="store_true")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmark_results/synthesis"))
@@ -96,6 +98,7 @@ def main() -> None:
 
     options = {key: value for key, value in (("sampler", arguments.sampler), ("steps", arguments.steps),
                                              ("batch_size", arguments.batch_size)) if value is not None}
+    options["match_contrast"] = {"auto": None, "match": True, "model": False}[arguments.lesion_contrast]
     predictor = Predictor.from_folder(arguments.model, checkpoint=arguments.checkpoint, device=arguments.device, **options)
     label = f"ldiff {description['task']} {description.get('config_name', '')} ({'+'.join(channel_names)})"
     synthesised = output / folder_name(label)

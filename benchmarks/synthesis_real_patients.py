@@ -106,10 +106,13 @@ def main() -> None:
                              "lesions of half of the patient's real lesions (a seeded split of its lesions), the synthetic "
                              "lesions then compared with the other half only; own = all of its lesions (the use case: "
                              "more lesions like the patient's; the comparison then includes the lesions measured)")
+    parser.add_argument("--lesion-contrast", choices=("auto", "match", "model"), default="auto",
+                        help="as ldiff_predict --lesion-contrast (match with --cue default: the training lesions' contrast)")
     parser.add_argument("-o", "--output", type=Path, default=REPO / "benchmark_results" / "synthesis_real_patients")
     arguments = parser.parse_args()
 
-    predictor = Predictor.from_folder(arguments.model, device=arguments.device)
+    predictor = Predictor.from_folder(arguments.model, device=arguments.device,
+                                      match_contrast={"auto": None, "match": True, "model": False}[arguments.lesion_contrast])
     names = predictor.model.channel_names
     if set(names) - set(CHANNEL_FILES):
         sys.exit(f"{arguments.model}: channels {', '.join(names)}; this benchmark has T1w and FLAIR only.")

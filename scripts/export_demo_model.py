@@ -26,9 +26,10 @@ DEMO_ROOT = Path(__file__).resolve().parent.parent / "ldiff" / "demo_models"
 
 def training_fingerprint(description: dict) -> dict | None:
     """The part of the training dataset's fingerprint that prediction reads (the median intensities of
-    brain and lesions, per channel), for models that take a lesion intensity; None for the others or
-    when the dataset is not preprocessed here."""
-    if not task_of_model(description).takes_lesion_intensity:
+    brain and lesions, per channel), for models that take a lesion intensity or whose lesion contrast
+    prediction matches (conditional synthesis); None for the others."""
+    task = task_of_model(description)
+    if not (task.takes_lesion_intensity or task.can_match_lesion_contrast):
         return None
     source = paths.preprocessed_root() / description["dataset_name"] / "fingerprint.json"
     if not source.is_file():

@@ -129,7 +129,9 @@ def model_folders(tmp_path_factory):
 
 SETTINGS = {
     "cond_fill": SamplingOptions(sampler="dpm_solver", steps=3, num_samples=3, batch_size=6, context_margin=4),
-    "cond_synth": SamplingOptions(sampler="ddim", steps=4, num_samples=2, batch_size=4, context_margin=4),
+    # What the network meant, before lesion-contrast matching (tested on its own below).
+    "cond_synth": SamplingOptions(sampler="ddim", steps=4, num_samples=2, batch_size=4, context_margin=4,
+                                  match_contrast=False),
     "uncond_fill": SamplingOptions(sampler="repaint", steps=4, jump_length=1, resamplings=2, num_samples=2,
                                    batch_size=4, context_margin=4),
     "uncond_synth": SamplingOptions(sampler="repaint", steps=4, jump_length=1, resamplings=1, num_samples=1,
@@ -181,7 +183,7 @@ def test_a_cued_synthesis_model_is_told_the_lesion_contrast_asked_for(cued_model
     asking for a contrast larger by d changes every painted voxel whose source lies in the mask by
     exactly d (in intensity units: d times half the normaliser's range) and no other voxel."""
     images, lesion = float_case()
-    options = SETTINGS["cond_synth"]
+    options = dataclasses.replace(SETTINGS["cond_synth"], match_contrast=False)  # what the network is told
     if config_name == "p3d":
         options = dataclasses.replace(options, context_slices=1)
     predictor = oracle_predictor(cued_models[config_name], options)
@@ -202,6 +204,38 @@ def test_a_cued_synthesis_model_is_told_the_lesion_contrast_asked_for(cued_model
         # Where the source voxel was known, the value is the plain conditional one.
         plain = expected_plain[channel][region]
         assert np.abs(sitk.GetArrayFromImage(after)[region][unchanged] - plain[unchanged]).max() < 1e-3 * abs(unit)
+
+
+def test_matching_sets_the_lesion_contrast_asked_for_and_nothing_outside(model_folders):
+    """cond_synth with lesion-contrast matching: on the original grid, the lesions' mean minus the
+    median of the tissue 2-5 mm around them is the contrast asked for (times half the normaliser's range);
+    every voxel outside the dilated mask is the input's."""
+    images, lesion = float_case()
+    options = dataclasses.replace(SETTINGS["cond_synth"], match_contrast=True)
+    predictor = oracle_predictor(model_folders[("cond_synth", "2d")], options)
+    assert predictor.can_match_contrast and "contrast matched" in predictor.describe_sampling()
+    target = np.array([-0.3, 0.45])
+    result = predictor.predict(images, lesion, seed=5, lesion_intensity=list(target))
+    assert result.contrast is not None
+    np.testing.assert_allclose(result.contrast.reached, target, atol=1e-4)
+    region, _ = expected_output(predictor, images, lesion)
+    _, properties = preprocess_images(images, None, None, predictor.model.preprocessing_config, None, "case")
+    near = dilate_mask(lesion, spacing=(1.0, 1.0, 1.0), shape="ball", radius_mm=2.0)
+    far = dilate_mask(lesion, spacing=(1.0, 1.0, 1.0), shape="ball", radius_mm=5.0)
+    for channel, (source, output) in enumerate(zip(images, result.images)):
+        before, after = sitk.GetArrayFromImage(source), sitk.GetArrayFromImage(output)
+        assert np.array_equal(before[~region], after[~region])
+        normalizer = PercentileNormalizer.from_dict(properties["normalization"][channel])
+        shell = far & ~near & ~region & (before > normalizer.low)
+        measured = after[lesion].mean() - np.median(after[shell])
+        assert measured == pytest.approx(target[channel] * (normalizer.high - normalizer.low) / 2, rel=0.02)
+    plain = Predictor(predictor.model, dataclasses.replace(options, match_contrast=False))
+    unmatched = plain.predict(images, lesion, seed=5, lesion_intensity=list(target))
+    assert unmatched.contrast is None and "matched" not in plain.describe_sampling()
+    auto = Predictor(predictor.model, dataclasses.replace(options, match_contrast=None))
+    assert auto.predict(images, lesion, seed=5).contrast is None  # nothing asked for: the model's own
+    told = auto.predict(images, lesion, seed=5, lesion_intensity=list(target))
+    np.testing.assert_allclose(told.contrast.reached, target, atol=1e-4)
 
 
 def test_the_own_lesions_give_their_contrast_to_their_surroundings(cued_models):

@@ -8,6 +8,7 @@ seeds and resuming, not realism.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -285,8 +286,10 @@ def test_bad_inputs_are_one_sentence_and_write_nothing(model, inputs, data_roots
     refused(r"give either --count or --load", request=request(model, masks=MaskRequest(count=2, load_ml=1.0)))
     fill_model = make_model_folder(tmp_path / "fill", "cond_fill", "2d")
     refused(r"holds a cond_fill model, which cannot synthesise lesions", request=request(fill_model))
-    refused(r"--lesion-intensity is for uncond_synth models and cond_synth models trained with --lesion-level-cue",
-            request=request(model, lesion_intensity=("-0.2",)))
+    # A cond_synth model takes a lesion intensity as the contrast to match, unless matching is off.
+    unmatched = dataclasses.replace(FAST, match_contrast=False)
+    refused(r"--lesion-intensity is for synthesis models .* takes none",
+            request=request(model, lesion_intensity=("-0.2",), options=unmatched))
     refused(r"is not a dataset name of the form DatasetNNN_Name", output="Synthetic")
     (raw / "Dataset104_Taken").mkdir()
     refused(r"Dataset104_Taken: already uses the dataset id 104", output="Dataset104_Other")

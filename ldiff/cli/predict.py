@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="as --lesion-intensity, measured on the scan's own lesions in this mask (a file, or a "
                           "folder of masks named like the cases): their mean, or for a cued cond_synth their contrast "
                           "to the tissue around them, so synthetic lesions look like the patient's")
+    sampling.add_argument("--lesion-contrast", choices=("auto", "match", "model"), default="auto",
+                          help="cond_synth: match sets the painted lesions' contrast to their surroundings after "
+                          "sampling to the one asked for (--lesion-intensity as a contrast, --lesion-intensity-from, "
+                          "else the training lesions'); model keeps the model's own; auto (default): match when "
+                          "--lesion-intensity(-from) is given")
     sampling.add_argument("--batch-size", type=int, help="samples per network call, --num-samples draws of a crop included "
                           "(default: the training batch size; at most 8 on a CPU)")
     sampling.add_argument("--num-samples", type=int,
@@ -125,6 +130,7 @@ def main() -> None:
             resamplings=arguments.resamplings, t0=arguments.t0, batch_size=arguments.batch_size, num_samples=arguments.num_samples,
             context_margin=arguments.context_margin, context_slices=arguments.context_slices,
             views=None if arguments.views is None else ("all" if "all" in arguments.views else tuple(arguments.views)),
+            match_contrast={"auto": None, "match": True, "model": False}[arguments.lesion_contrast],
         )
         written = predict_files(
             arguments.input, arguments.output, model, options, arguments.mask, arguments.masks, arguments.seed,

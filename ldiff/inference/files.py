@@ -206,9 +206,9 @@ def predict_files(inputs: Sequence[str | Path], output: str | Path, model: Model
     logger.info("model: %s; sampling: %s", predictor.model.describe(), predictor.describe_sampling())
     task = predictor.model.task
     own = None if lesion_intensity_from is None else Path(lesion_intensity_from)
-    if (lesion_intensity is not None or own is not None) and not task.takes_lesion_intensity:
-        logger.warning("--lesion-intensity(-from) is for uncond_synth and cued cond_synth models; ignored for this %s "
-                       "model.", task.name)
+    if (lesion_intensity is not None or own is not None) and not predictor.takes_lesion_intensity:
+        logger.warning("--lesion-intensity(-from) is for synthesis models (cond_synth with --lesion-contrast match, "
+                       "uncond_synth); ignored for this %s model.", task.name)
         own = None
     if own is not None:
         if lesion_intensity is not None:

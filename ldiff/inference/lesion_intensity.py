@@ -32,10 +32,10 @@ DEFAULT_LESION_PERCENTILE = {"t1": 10.0, "other": 99.0}
 
 def lesion_levels(model: LoadedModel, arrays: dict[str, np.ndarray], properties: dict,
                   requested: Sequence[float | str] | None, own_lesions: np.ndarray | None,
-                  mask_name: str = "the mask") -> np.ndarray:
+                  mask_name: str = "the mask", as_contrast: bool | None = None) -> np.ndarray:
     """The lesion intensity per channel, (C,) float32 (module docstring): an absolute level in [-1, 1],
-    or for a task whose lesion intensity is a contrast (``Task.lesion_intensity_is_contrast``) the
-    lesion's mean minus its surroundings' mean in that space.
+    or with ``as_contrast`` (default: ``Task.lesion_intensity_is_contrast``; also used for the contrast
+    that :mod:`ldiff.inference.contrast_matching` sets) the lesion's mean minus its surroundings' in that space.
 
     Args:
         arrays: the preprocessed case (``image`` (C, Z, Y, X) normalised, ``brain``).
@@ -43,7 +43,7 @@ def lesion_levels(model: LoadedModel, arrays: dict[str, np.ndarray], properties:
         requested: the user's values, or None.
         own_lesions: bool (Z, Y, X) on the input grid, the scan's own lesions, or None.
     """
-    as_contrast = model.task.lesion_intensity_is_contrast
+    as_contrast = model.task.lesion_intensity_is_contrast if as_contrast is None else as_contrast
     brain = arrays["brain"].astype(bool)
     if own_lesions is not None:
         if requested is not None:

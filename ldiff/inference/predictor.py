@@ -62,6 +62,7 @@ from ldiff.diffusion import paint_coarse_lesion
 from ldiff.diffusion.synthesis import THESIS_T0
 from ldiff.errors import LdiffError
 from ldiff.io.cases import cast_to_dtype
+from ldiff.inference.contrast_matching import ContrastMatch, match_case_contrast
 from ldiff.inference.lesion_intensity import lesion_levels
 from ldiff.inference.model_loading import LoadedModel, load_model
 from ldiff.inference.roi import (BACKGROUND, DEFAULT_CONTEXT_MARGIN, RoiPlan, coverage_in_preprocessed_space, extract,
@@ -99,7 +100,10 @@ class SamplingOptions:
     draws in each view; also ``"all"`` or names joined by ``+``). ``sampler``, ``steps`` and ``num_samples`` default to the task's
     :attr:`~ldiff.tasks.Task.default_sampling`, ``num_samples`` divided by the number of views (at
     least 1), so that several views cost about what one does; ``views`` to the model's (see
-    :attr:`Predictor.views`).
+    :attr:`Predictor.views`). ``match_contrast`` (conditional synthesis): set the painted lesions'
+    contrast to their surroundings after sampling (:mod:`ldiff.inference.contrast_matching`): True
+    always (by default to the training lesions'), False never, None (default) when a lesion intensity
+    is given (``lesion_intensity`` or ``lesion_intensity_from``).
     """
 
     sampler: str | None = None
@@ -113,6 +117,7 @@ class SamplingOptions:
     context_slices: int | None = None
     num_samples: int | None = None
     views: tuple[str, ...] | str | None = None
+    match_contrast: bool | None = None
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "jump_length": self.jump_length,
@@ -150,12 +155,14 @@ def build_task_sampler(model: LoadedModel, options: SamplingOptions) -> Any:
 @dataclass(frozen=True, eq=False)
 class PredictionResult:
     """``images``: one per channel on the input grid and pixel type; ``changed``: bool (Z, Y, X), the
-    voxels that took the model's output; ``crops`` and ``network_calls`` say how much was sampled."""
+    voxels that took the model's output; ``crops`` and ``network_calls`` say how much was sampled;
+    ``contrast``: what lesion-contrast matching did (None where it did not run)."""
 
     images: list[sitk.Image]
     changed: np.ndarray
     crops: int
     network_calls: int
+    contrast: ContrastMatch | None = None
 
 
 class Predictor:
@@ -195,7 +202,20 @@ class Predictor:
         name, steps = resolved_sampler(self.model, self.options)
         draws, views = self.num_samples, self.views
         line = f"{name} {steps} steps, " + ("one draw" if draws == 1 else f"mean of {draws} draws") + " per crop"
-        return line if views == ("axial",) else line + f" in each of {len(views)} views ({', '.join(views)})"
+        line = line if views == ("axial",) else line + f" in each of {len(views)} views ({', '.join(views)})"
+        return line + (", lesion contrast matched" if self.can_match_contrast and self.options.match_contrast else "")
+
+    @property
+    def can_match_contrast(self) -> bool:
+        """Whether the lesions' contrast may be set after sampling (``SamplingOptions.match_contrast`` not
+        False, for tasks that can: :attr:`~ldiff.tasks.Task.can_match_lesion_contrast`)."""
+        return self.options.match_contrast is not False and self.model.task.can_match_lesion_contrast
+
+    @property
+    def takes_lesion_intensity(self) -> bool:
+        """Whether a lesion intensity (``lesion_intensity``, ``lesion_intensity_from``) is used: by the
+        task (uncond_synth, cued cond_synth) or as the contrast that matching sets."""
+        return self.model.task.takes_lesion_intensity or self.can_match_contrast
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -312,8 +332,17 @@ class Predictor:
             raise LdiffError(f"the scan's own lesion mask has shape {lesion_intensity_from.shape}, {mask_name} "
                              f"{mask.shape}: both must be on the image's grid.")
         levels = None
-        if model.task.takes_lesion_intensity:
-            levels = lesion_levels(model, arrays, properties, lesion_intensity, lesion_intensity_from, mask_name)
+        match = self.can_match_contrast and bool(
+            self.options.match_contrast or lesion_intensity is not None or lesion_intensity_from is not None)
+        if model.task.takes_lesion_intensity or match:
+            try:
+                levels = lesion_levels(model, arrays, properties, lesion_intensity, lesion_intensity_from, mask_name,
+                                       as_contrast=model.task.lesion_intensity_is_contrast or match)
+            except LdiffError as error:
+                if model.task.takes_lesion_intensity:
+                    raise
+                # Only matching wanted the contrast, and the model has no training fingerprint to say it.
+                logger.warning("lesion contrast not matched: %s", error)
         start = model.task.starting_image(arrays["image"],
                                           lambda: self._with_coarse_lesions(arrays, properties, mask, paint, levels))
         calls_before = self.network_calls
@@ -326,6 +355,9 @@ class Predictor:
             return self._sample(view_start, view_paint, plan, view_seed, progress, levels), len(plan.crops)
 
         painted, num_crops = fill_along_views(start, paint, self.views, seed, sample_one_view)
+        contrast = None
+        if match and levels is not None:
+            painted, contrast = match_case_contrast(start, painted, mask, paint, brain, properties, levels)
         painted_on_grid = sitk.GetArrayFromImage(restore_to_original(paint, properties, None, is_mask=True)) > 0
         changed = region & painted_on_grid
         outputs = []
@@ -334,7 +366,7 @@ class Predictor:
             values = sitk.GetArrayFromImage(image)
             values[changed] = cast_to_dtype(restored[changed], values.dtype)
             outputs.append(array_to_image(values, geometry))
-        return PredictionResult(outputs, changed, num_crops, self.network_calls - calls_before)
+        return PredictionResult(outputs, changed, num_crops, self.network_calls - calls_before, contrast)
 
     def _check_inputs(self, images: list[sitk.Image], mask: np.ndarray, mask_name: str) -> None:
         names = self.model.channel_names

@@ -264,9 +264,9 @@ def synthesize_dataset(output_name: str, request: SynthesisRequest, healthy_fold
     library = load_lesion_library(masks.library_source) if masks.library_source is not None else None
     predictor = Predictor.from_folder(plan.model_folder, request.checkpoint, request.device,
                                       options=request.options or SamplingOptions())
-    if request.lesion_intensity is not None and not predictor.model.task.takes_lesion_intensity:
-        raise LdiffError(f"--lesion-intensity is for uncond_synth models and cond_synth models trained with "
-                         f"--lesion-level-cue; {plan.model_folder} holds a {predictor.model.task.name} model without it.")
+    if request.lesion_intensity is not None and not predictor.takes_lesion_intensity:
+        raise LdiffError(f"--lesion-intensity is for synthesis models (cond_synth matching the lesion contrast, "
+                         f"uncond_synth); {plan.model_folder} holds a {predictor.model.task.name} model that takes none.")
     logger.info("model: %s; sampling: %s; %d healthy scan(s) x %d, %d real case(s)", predictor.model.describe(),
                 predictor.describe_sampling(), len({e.source.case for e in plan.cases if e.index is not None}),
                 request.per_scan, sum(e.index is None for e in plan.cases))

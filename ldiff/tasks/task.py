@@ -86,6 +86,13 @@ class Task:
         return self.lesion_level_cue
 
     @property
+    def can_match_lesion_contrast(self) -> bool:
+        """Prediction can set the painted lesions' contrast to their surroundings after sampling
+        (:mod:`ldiff.inference.contrast_matching`): conditional synthesis, whose output differs from the
+        healthy input only by the lesions it painted."""
+        return self.conditional and self.paints_lesions
+
+    @property
     def accepts_lesion_level_cue(self) -> bool:
         """Only conditional synthesis can be told how dark or bright to paint (the cue sits in the voided image)."""
         return self.conditional and self.paints_lesions

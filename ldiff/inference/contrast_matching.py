@@ -1,0 +1,128 @@
+"""Lesion-contrast matching: synthetic lesions exactly as much darker or brighter than their surroundings
+as asked.
+
+A conditional synthesis model paints a lesion's shape, texture and partial-volume edge well, but its
+level only roughly: the shipped model paints FLAIR lesions at about half the real contrast, and none
+of the models follows a scan's own lesion contrast closely (documentation/results/synthesis_real_training/).
+Lesion contrast is one number per channel that a user can state or measure (the scan's own lesions,
+or the training data's), so prediction sets it explicitly after sampling, per channel and for the
+whole case at once (each synthetic lesion keeps its contrast relative to the others):
+
+1. **Scale** the model's change to the healthy input, ``painted - healthy``, by the factor that gives
+   the asked contrast, within :data:`SCALE_LIMITS` (the change keeps its shape: a rim stays a rim,
+   texture stays texture, the edge still fades into the dilated border).
+2. **Shift** what the bounded scale leaves over (a model that painted almost nothing, or the wrong
+   way): added with :func:`lesion_profile`, 1 inside the lesion mask and fading over the dilated
+   border, so no step appears at the edge.
+
+Contrast is measured as for a scan's own lesions (:func:`ldiff.inference.lesion_intensity.own_lesion_shell`):
+the mean inside the lesion mask minus the median of the tissue 2-5 mm around it, here taken from the
+healthy input (the shell lies outside the painted region, so output and input agree there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+# Bounds of the factor applied to the model's change: beyond them the model's own pattern would be
+# more noise than lesion (scaled up) or vanish (scaled down); the remainder is shifted instead.
+SCALE_LIMITS = (0.25, 4.0)
+# Width (voxels) over which the shifted part fades out across the dilated border of the mask.
+PROFILE_SIGMA_VOXELS = 0.75
+
+
+@dataclass(frozen=True)
+class ContrastMatch:
+    """What matching did, per channel (C,): the contrast the model painted, the contrast asked for and
+    reached (mean in the lesion mask minus the surroundings' median, in the image's units), the factor
+    applied to the model's change and the shift added on top of it."""
+
+    painted: np.ndarray
+    target: np.ndarray
+    reached: np.ndarray
+    scale: np.ndarray
+    shift: np.ndarray
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {name: [round(float(v), 6) for v in getattr(self, name)]
+                for name in ("painted", "target", "reached", "scale", "shift")}
+
+
+def lesion_profile(lesions: np.ndarray, paint: np.ndarray, sigma: float = PROFILE_SIGMA_VOXELS) -> np.ndarray:
+    """float32 (Z, Y, X): 1 on ``lesions``, a Gaussian fall-off (``sigma`` voxels) on the rest of
+    ``paint``, 0 outside ``paint``."""
+    smooth = ndimage.gaussian_filter(lesions.astype(np.float32), sigma)
+    return np.where(lesions, 1.0, np.where(paint, smooth, 0.0)).astype(np.float32)
+
+
+def match_lesion_contrast(healthy: np.ndarray, painted: np.ndarray, lesions: np.ndarray, paint: np.ndarray,
+                          shell: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, ContrastMatch]:
+    """``painted`` with its change to ``healthy`` rescaled (and shifted) so that each channel's lesion
+    contrast is ``target`` (module docstring).
+
+    Args:
+        healthy: (C, Z, Y, X), the image the lesions were synthesised into.
+        painted: (C, Z, Y, X), the model's output; equal to ``healthy`` outside ``paint``.
+        lesions: bool (Z, Y, X), the lesion mask (inside ``paint``; not empty).
+        paint: bool (Z, Y, X), the voxels the model painted (the mask dilated).
+        shell: bool (Z, Y, X), the surrounding tissue the contrast is taken against (not empty).
+        target: (C,), the contrast asked for, in the image's units (negative = darker).
+
+    Returns:
+        the adjusted image (C, Z, Y, X) float32, equal to ``painted`` (bit for bit) outside ``paint``,
+        and a :class:`ContrastMatch`.
+    """
+    if not lesions.any() or not shell.any():
+        raise ValueError("lesion contrast needs a non-empty lesion mask and surroundings")
+    result = painted.astype(np.float32, copy=True)
+    profile = lesion_profile(lesions, paint)
+    painted_contrast, reached, scales, shifts = [], [], [], []
+    for channel in range(healthy.shape[0]):
+        surroundings = float(np.median(healthy[channel][shell]))
+        change = painted[channel][paint].astype(np.float64) - healthy[channel][paint]
+        base = float(healthy[channel][lesions].mean()) - surroundings  # the healthy tissue's own "contrast"
+        mean_change = float((painted[channel][lesions] - healthy[channel][lesions]).mean())
+        wanted = float(target[channel]) - base  # mean change inside the lesions that gives the target
+        scale = 1.0
+        if mean_change * wanted > 0:
+            scale = float(np.clip(wanted / mean_change, *SCALE_LIMITS))
+        shift = wanted - scale * mean_change
+        values = healthy[channel][paint] + scale * change + shift * profile[paint]
+        result[channel][paint] = values.astype(np.float32)
+        painted_contrast.append(base + mean_change)
+        reached.append(float(result[channel][lesions].mean()) - surroundings)
+        scales.append(scale)
+        shifts.append(shift)
+    report = ContrastMatch(*(np.asarray(v, dtype=np.float64) for v in
+                             (painted_contrast, np.asarray(target, dtype=np.float64), reached, scales, shifts)))
+    return result, report
+
+
+def match_case_contrast(image: np.ndarray, painted: np.ndarray, mask: np.ndarray, paint: np.ndarray,
+                        brain: np.ndarray, properties: dict, target: np.ndarray) -> tuple[np.ndarray, ContrastMatch | None]:
+    """:func:`match_lesion_contrast` for one preprocessed case.
+
+    Args:
+        image, painted: (C, Z', Y', X') the preprocessed input and the model's output on it.
+        mask: bool (Z, Y, X), the lesion mask on the input grid (before dilation), carried onto the
+            preprocessed grid (voxels at least half covered, inside ``paint``).
+        paint, brain: bool (Z', Y', X').
+        properties: the case's preprocessing properties.
+        target: (C,) contrast in the preprocessed [-1, 1] space.
+
+    Returns:
+        the adjusted output, and the report; ``painted`` unchanged and None where the mask carries onto
+        no voxel or has no surroundings in the brain (nothing to measure against).
+    """
+    from ldiff.inference.lesion_intensity import own_lesion_shell
+    from ldiff.inference.roi import coverage_in_preprocessed_space
+
+    lesions = (coverage_in_preprocessed_space(mask.astype(bool), properties) >= 0.5) & paint
+    if not lesions.any():
+        lesions = paint
+    shell = own_lesion_shell(lesions, properties) & brain & ~paint
+    if not lesions.any() or not shell.any():
+        return painted, None
+    return match_lesion_contrast(image, painted, lesions, paint, shell, target)
