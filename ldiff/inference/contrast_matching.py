@@ -120,9 +120,9 @@ def match_case_contrast(image: np.ndarray, painted: np.ndarray, mask: np.ndarray
     from ldiff.inference.roi import coverage_in_preprocessed_space
 
     lesions = (coverage_in_preprocessed_space(mask.astype(bool), properties) >= 0.5) & paint
-    if not lesions.any():
+    if not lesions.any():  # lesions thinner than half a voxel of the model's grid: their painted region
         lesions = paint
     shell = own_lesion_shell(lesions, properties) & brain & ~paint
-    if not lesions.any() or not shell.any():
+    if not shell.any():
         return painted, None
     return match_lesion_contrast(image, painted, lesions, paint, shell, target)

@@ -358,6 +358,8 @@ class Predictor:
         contrast = None
         if match and levels is not None:
             painted, contrast = match_case_contrast(start, painted, mask, paint, brain, properties, levels)
+            if contrast is not None:  # what the model painted and what it was set to, for the user's log
+                logger.info("lesion contrast matched (model's [-1, 1] space): %s", contrast.as_dict())
         painted_on_grid = sitk.GetArrayFromImage(restore_to_original(paint, properties, None, is_mask=True)) > 0
         changed = region & painted_on_grid
         outputs = []
