@@ -11,6 +11,7 @@
 # and the classic fillers, every filler replacing the lesion mask dilated as the model's plan does (--dilate-like).
 # Patients: the T1 of patient07 and patient19 of ../shared/data/open_ms_data (Lesjak et al. 2017, CC-BY;
 # linked, never copied), their real lesions filled the same way; no truth, so change against unfilled only.
+# PATIENTS (default "07 19") picks which: patient19 costs a third of patient07's time.
 # Scans are on the MNI152 grid, so regions come from world coordinates (--regions mni).
 # Every step resumes (--continue), so an interrupted study goes on where it stopped. DiReCT takes tens of
 # minutes per 1 mm scan on one CPU core, so METHODS="unfilled ldiff_default" runs a first subset and a
@@ -63,7 +64,8 @@ case "${1:-}" in
   patients)
     s="$out/patients_scans"
     mkdir -p "$s/unfilled" "$s/repeat" "$s/masks"
-    for p in 07 19; do
+    read -r -a patients <<< "${PATIENTS:-07 19}"
+    for p in "${patients[@]}"; do
       ln -sf "$(realpath "$data/patient$p/T1.nii.gz")" "$s/unfilled/patient${p}_0000.nii.gz"
       ln -sf "$(realpath "$data/patient$p/T1.nii.gz")" "$s/repeat/patient${p}_0000.nii.gz"
       ln -sf "$(realpath "$data/patient$p/lesion_mask.nii.gz")" "$s/masks/patient$p.nii.gz"

@@ -6,7 +6,7 @@ import pytest
 
 from ldiff.evaluation.benchmark.lesion_context import tissue_classes
 from ldiff.evaluation.benchmark.transplant import TransplantSettings
-from ldiff.evaluation.synthesis_realism import channel_realism, coverage, noise_level, synthesis_sites
+from ldiff.evaluation.synthesis_realism import channel_realism, coverage, noise_level, source_lesions, synthesis_sites
 
 SHAPE = (40, 48, 48)
 NOISE = 1.0
@@ -71,3 +71,32 @@ def test_noise_level_is_the_standard_deviation_of_flat_tissue():
     region[3:-3, 3:-3, 3:-3] = True
     # the 3x3x3 median removes a little of the noise itself, so the estimate is close to, not exactly, 2
     assert 1.6 < noise_level(flat, region) < 2.4
+
+
+def test_the_source_lesions_are_the_real_lesions_whose_shapes_were_moved():
+    """Two real lesions of different shape and darkness; only the ball's shape is moved to a site."""
+    z, y, x = np.indices(SHAPE, dtype=np.float64)
+    radius = np.sqrt(((z - 19.5) / 18) ** 2 + ((y - 23.5) / 22) ** 2 + ((x - 23.5) / 22) ** 2)
+    image = np.where(radius < 1, 60.0, 0.0)
+    image[radius < 0.8] = 100.0
+
+    def ball(centre):
+        return ((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2) <= 6
+
+    light = ball((12, 14, 15))  # 81 voxels at 70: contrast -30 %
+    dark = (np.abs(z - 27) <= 1) & (np.abs(y - 33) <= 1) & (np.abs(x - 31) <= 3)  # 63 voxels at 40: -60 %
+    image[light], image[dark] = 70.0, 40.0
+    lesion = light | dark
+    sites = ball((20, 32, 14))  # the light lesion's shape, moved
+    noisy = image + np.random.default_rng(0).normal(0, NOISE, SHAPE)
+    classes = tissue_classes(noisy, lesion, radius < 1)
+    sources = source_lesions(sites, lesion)
+    assert np.array_equal(sources, light)  # exactly the lesion whose shape was moved, not the other
+    painted = np.where(sites, noisy * LESION_RATIO, noisy)  # the light lesion's appearance
+    row = channel_realism("T1w", noisy, painted, sites, lesion, classes, (1.0, 1.0, 1.0), sources=sources)
+    assert row.source_contrast == pytest.approx(-30.0, abs=1.5)
+    assert row.source_ratio == pytest.approx(1.0, abs=0.05)
+    assert row.real_contrast < -40  # the volume-weighted mean of both lesions: the dark one pulls it down
+    assert row.contrast_ratio < 0.75  # so against all lesions the same synthesis looks too weak
+    unmatched = source_lesions(ball((20, 32, 14)) & (x < 14), lesion)  # a shape no real lesion has
+    assert not unmatched.any()

@@ -10,6 +10,11 @@ normal-appearing white matter (NAWM) should look the same. Per channel:
 * **distribution**: every lesion voxel divided by its own lesion's ring median (a scale-free intensity),
   for synthetic and for real lesions, and the 1-Wasserstein distance between the two distributions (in
   units of the ring median: 0.05 means the distributions are 5 % of the NAWM level apart on average).
+* **source contrast**: the same contrast for only those real lesions whose shapes were moved to the sites
+  (:func:`source_lesions`), and the synthetic / source ratio. A patient's volume-weighted contrast is
+  dominated by its largest lesions (patient19's one confluent 47 ml lesion is 94 % of its lesion volume),
+  which are darker than small ones and too large to move into NAWM, so the all-lesion ratio compares
+  small synthetic lesions with a large real one; the source ratio compares like with like.
 * **coverage**: the fraction of the synthesis mask whose voxels changed by more than
   ``noise_factor`` times the scan's noise level (a robust standard deviation of the NAWM after a
   3x3x3 median filter is subtracted): 1 when the whole mask was painted, low when only part was.
@@ -27,6 +32,7 @@ from scipy import ndimage, stats
 
 from ldiff.evaluation.benchmark.lesion_context import lesion_rings, normal_appearing_wm, residual_contrast
 from ldiff.evaluation.benchmark.transplant import TransplantSettings, allowed_region, place_shapes, shapes_of
+from ldiff.masks import lesion_components
 from ldiff.masks.geometry import Spacing
 
 DEFAULT_NOISE_FACTOR = 2.0
@@ -45,6 +51,8 @@ class ChannelRealism:
     noise_level: float
     synthetic_voxels: int
     real_voxels: int
+    source_contrast: float = float("nan")
+    source_ratio: float = float("nan")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +69,26 @@ def synthesis_sites(t1: np.ndarray, lesion: np.ndarray, classes: np.ndarray, spa
     if not shapes:
         raise ValueError(f"no lesion of at least {settings.min_voxels} voxels to take a shape from")
     return place_shapes(shapes, allowed_region(classes, lesion, spacing, settings), spacing, rng, settings) > 0
+
+
+def source_lesions(sites: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+    """bool (Z, Y, X): the real lesions of ``lesion`` whose shapes :func:`synthesis_sites` moved to ``sites``.
+
+    Each connected site (26-connected, as the shapes were taken) is matched to an unused real lesion of
+    exactly the same shape (a moved shape is the same voxels translated); sites with no such lesion are
+    not matched. Equal shapes are interchangeable, so ties take the first unused one.
+    """
+    lesion = np.asarray(lesion, dtype=bool)
+    unused: dict[tuple, list] = {}
+    for component in lesion_components(lesion):
+        unused.setdefault((component.mask.shape, component.mask.tobytes()), []).append(component)
+    sources = np.zeros(lesion.shape, bool)
+    for site in lesion_components(np.asarray(sites, dtype=bool)):
+        candidates = unused.get((site.mask.shape, site.mask.tobytes()))
+        if candidates:
+            source = candidates.pop(0)
+            sources[source.slices] |= source.mask
+    return sources
 
 
 def ring_ratios(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray, spacing: Spacing | None,
@@ -102,7 +130,7 @@ def coverage(healthy: np.ndarray, synthetic: np.ndarray, mask: np.ndarray, thres
 
 def channel_realism(name: str, original: np.ndarray, synthetic: np.ndarray, sites: np.ndarray,
                     real_lesion: np.ndarray, classes: np.ndarray, spacing: Spacing | None,
-                    noise_factor: float = DEFAULT_NOISE_FACTOR) -> ChannelRealism:
+                    noise_factor: float = DEFAULT_NOISE_FACTOR, sources: np.ndarray | None = None) -> ChannelRealism:
     """Compare the synthetic lesions of ``synthetic`` (at ``sites``) with the real ones of ``original``.
 
     Args:
@@ -113,6 +141,8 @@ def channel_realism(name: str, original: np.ndarray, synthetic: np.ndarray, site
         classes: the tissue classes of the original scan's T1w channel (NAWM = class WM).
         spacing: (x, y, z) mm.
         noise_factor: a voxel counts as painted when it changed by more than this many noise levels.
+        sources: bool (Z, Y, X), the real lesions the sites' shapes came from (:func:`source_lesions`);
+            None leaves the source contrast and ratio NaN.
     """
     sites, real_lesion = np.asarray(sites, dtype=bool), np.asarray(real_lesion, dtype=bool)
     everything = sites | real_lesion
@@ -126,17 +156,22 @@ def channel_realism(name: str, original: np.ndarray, synthetic: np.ndarray, site
     noise = noise_level(original, normal_appearing_wm(classes, everything, spacing, lesion_margin_mm=3.0))
     real_contrast = real_summary.weighted_signed
     ratio = synthetic_summary.weighted_signed / real_contrast if real_contrast != 0 else float("nan")
+    source_contrast = source_ratio = float("nan")
+    if sources is not None and np.any(sources):
+        source_contrast = residual_contrast(original, np.asarray(sources, dtype=bool), nawm, spacing).weighted_signed
+        source_ratio = synthetic_summary.weighted_signed / source_contrast if source_contrast != 0 else float("nan")
     return ChannelRealism(name, synthetic_summary.weighted_signed, real_contrast, float(ratio), distance,
                           coverage(original, synthetic, sites, noise_factor * noise), noise,
-                          int(sites.sum()), int(real_lesion.sum()))
+                          int(sites.sum()), int(real_lesion.sum()), float(source_contrast), float(source_ratio))
 
 
 def realism_table(rows: Sequence[ChannelRealism]) -> str:
     """A markdown table of :class:`ChannelRealism` rows."""
-    lines = ["| channel | synthetic contrast % | real contrast % | ratio | W1 (ring units) | coverage | noise | "
-             "synthetic / real voxels |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| channel | synthetic contrast % | real contrast % | ratio | source lesions' contrast % | source ratio | "
+             "W1 (ring units) | coverage | noise | synthetic / real voxels |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row.channel} | {row.synthetic_contrast:+.1f} | {row.real_contrast:+.1f} | "
-                     f"{row.contrast_ratio:.2f} | {row.wasserstein:.3f} | {row.coverage:.2f} | {row.noise_level:.3g} | "
+                     f"{row.contrast_ratio:.2f} | {row.source_contrast:+.1f} | {row.source_ratio:.2f} | "
+                     f"{row.wasserstein:.3f} | {row.coverage:.2f} | {row.noise_level:.3g} | "
                      f"{row.synthetic_voxels} / {row.real_voxels} |")
     return "\n".join(lines)
