@@ -17,15 +17,17 @@ from ldiff.tasks import TASK_NAMES  # torch-free: --help stays fast
 SAMPLER_CHOICES = ("ddim", "ddpm", "dpm_solver", "repaint")
 
 
-def timestep_or_fraction(text: str) -> int | float:
-    """``40`` is a training timestep, ``0.04`` a fraction of the schedule."""
+def timestep_or_fraction(text: str) -> int | float | str:
+    """``40`` is a training timestep, ``0.04`` a fraction of the schedule, ``full`` no warm start."""
+    if text == "full":
+        return text
     try:
         return int(text)
     except ValueError:
         try:
             return float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer timestep or a fraction, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected an integer timestep, a fraction or 'full', got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="RePaint: steps per jump back (default 8 for filling, the whole walk for synthesis)")
     sampling.add_argument("--resamplings", type=int,
                           help="RePaint: passes per jump (default 10 for filling, 3 for synthesis; 1 = no resampling)")
-    sampling.add_argument("--t0", type=timestep_or_fraction, default=40,
-                          help="uncond_synth: noise level to start from, a timestep (default 40 of 1000) or a fraction")
+    sampling.add_argument("--t0", type=timestep_or_fraction,
+                          help="noise level to start from, a timestep of 1000 or a fraction: uncond_synth noises its "
+                          "coarse lesion to it (default 40); cond_fill noises a smooth (biharmonic) fill of the mask "
+                          "to it and denoises from there, the warm start (default: the task's, see "
+                          "documentation/benchmark.md; 'full' = no warm start, the whole walk from pure noise)")
     sampling.add_argument("--lesion-intensity", nargs="+", metavar="V",
                           help="uncond_synth: coarse-lesion intensity per channel (or one for all): a value in the "
                           "model's [-1, 1] space or pNN, a percentile of the brain (default: the training "

@@ -16,7 +16,7 @@ from ldiff.diffusion.samplers import (
 )
 from ldiff.diffusion.schedule import DEFAULT_SCHEDULE_CONFIG, NoiseSchedule
 from ldiff.diffusion.dpm_solver import DPMSolverSampler
-from ldiff.diffusion.walk import noise_known_region, paste_back, renoise, run_walk, validate_mask
+from ldiff.diffusion.walk import noise_known_region, paste_back, renoise, run_walk, standard_normal_like, validate_mask
 from ldiff.diffusion.repaint import RePaintSampler
 from ldiff.diffusion.synthesis import (
     PARTIAL_NOISING_DEFAULTS,
@@ -43,6 +43,7 @@ __all__ = [
     "renoise",
     "resolve_t0",
     "spaced_timesteps",
+    "standard_normal_like",
     "synthesise_by_partial_noising",
     "validate_mask",
 ]

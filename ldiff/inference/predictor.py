@@ -58,8 +58,7 @@ import SimpleITK as sitk
 import torch
 from tqdm import tqdm
 
-from ldiff.diffusion import paint_coarse_lesion
-from ldiff.diffusion.synthesis import THESIS_T0
+from ldiff.diffusion import paint_coarse_lesion, resolve_t0
 from ldiff.errors import LdiffError
 from ldiff.io.cases import cast_to_dtype
 from ldiff.inference.contrast_matching import ContrastMatch, match_case_contrast
@@ -71,6 +70,7 @@ from ldiff.io import Geometry, array_to_image, geometry_mismatch
 from ldiff.masks import dilate_mask
 from ldiff.preprocessing import preprocess_images, restore_to_original
 from ldiff.devices import resolve_device
+from ldiff.inference.smooth_fill import smooth_prefill
 from ldiff.inference.view_fill import fill_along_views
 from ldiff.slice_views import default_views, is_isotropic, parse_views
 
@@ -81,6 +81,8 @@ DEFAULT_STEPS = {"ddim": 25, "ddpm": 1000, "dpm_solver": 15, "repaint": 50}
 COVERAGE_THRESHOLD = 1e-6
 DEFAULT_BATCH_SIZE = 8
 CPU_BATCH_SIZE = 8
+# SamplingOptions.t0 for no warm start: the conditional filler walks the whole grid from pure noise.
+FULL_WALK = "full"
 # (paint (Z, Y, X) bool, stack depth, (H, W) minimum crop size, downsampling factor) -> the crops to sample.
 CropPlanner = Callable[[np.ndarray, int, Sequence[int], int], RoiPlan]
 
@@ -89,8 +91,10 @@ CropPlanner = Callable[[np.ndarray, int, Sequence[int], int], RoiPlan]
 class SamplingOptions:
     """How to sample; ``None`` means the task's default (see the module docstring).
 
-    ``eta`` (DDIM only), ``jump_length`` and ``resamplings`` (RePaint), ``t0`` (uncond_synth: an int
-    timestep or a float fraction of the schedule), ``batch_size`` (samples per network call, the K
+    ``eta`` (DDIM only), ``jump_length`` and ``resamplings`` (RePaint), ``t0`` (the noise level that
+    partial noising starts from, an int timestep or a float fraction of the schedule: uncond_synth's
+    coarse lesion, default 40 of 1000; cond_fill's warm start from a smooth fill, default the task's,
+    :data:`FULL_WALK` for none: the whole walk from pure noise), ``batch_size`` (samples per network call, the K
     draws of a crop included; default the model's training batch size, at least 1), ``context_margin`` and ``context_slices`` (see
     :func:`ldiff.inference.roi.plan_rois`),
     ``num_samples`` (draws averaged per crop: 1 gives one realistic sample with texture; K > 1 gives
@@ -111,7 +115,7 @@ class SamplingOptions:
     eta: float = 0.0
     jump_length: int | None = None
     resamplings: int | None = None
-    t0: int | float = THESIS_T0
+    t0: int | float | str | None = None
     batch_size: int | None = None
     context_margin: int = DEFAULT_CONTEXT_MARGIN
     context_slices: int | None = None
@@ -127,6 +131,9 @@ class SamplingOptions:
                     if value is not None and value < 1]
         problems += [f"{name} must be >= 0, got {value}" for name, value in non_negative.items()
                      if value is not None and value < 0]
+        if self.t0 is not None and self.t0 != FULL_WALK and (
+                isinstance(self.t0, (bool, str)) or not isinstance(self.t0, (int, float))):
+            problems.append(f"t0 must be a timestep, a fraction of the schedule or '{FULL_WALK}', got {self.t0!r}")
         if self.views is not None:
             try:
                 object.__setattr__(self, "views", parse_views(self.views))
@@ -143,6 +150,27 @@ def resolved_sampler(model: LoadedModel, options: SamplingOptions) -> tuple[str,
     name = options.sampler or str(defaults["sampler"])
     steps = options.steps or (int(defaults["steps"]) if name == defaults["sampler"] else DEFAULT_STEPS.get(name))
     return name, steps
+
+
+def resolved_t0(model: LoadedModel, options: SamplingOptions) -> int | float | None:
+    """The noise level partial noising starts from: the option's, else the task's default; None for
+    the whole walk from pure noise (:data:`FULL_WALK`, or a task that takes no ``t0``). One sentence
+    for a ``t0`` the task cannot use."""
+    task = model.task
+    if options.t0 is not None and not task.takes_t0:
+        raise LdiffError(f"t0 (the noise level to start from) is for cond_fill and uncond_synth models, not "
+                         f"{task.name}.")
+    if options.t0 == FULL_WALK and not task.warm_starts:
+        raise LdiffError(f"t0 {FULL_WALK} is for cond_fill models; {task.name} starts from a coarse lesion noised to "
+                         f"a timestep or fraction.")
+    t0 = options.t0 if options.t0 is not None else task.default_sampling.get("t0")
+    if t0 is None or t0 == FULL_WALK:
+        return None
+    try:
+        resolve_t0(t0, model.schedule.num_train_timesteps)
+    except (TypeError, ValueError) as error:
+        raise LdiffError(f"Invalid prediction options: {error}") from None
+    return t0
 
 
 def build_task_sampler(model: LoadedModel, options: SamplingOptions) -> Any:
@@ -183,6 +211,7 @@ class Predictor:
         self.crop_planner = crop_planner or functools.partial(
             plan_rois, margin=self.options.context_margin, context_slices=self.options.context_slices)
         self.sampler = build_task_sampler(model, self.options)
+        self.t0 = resolved_t0(model, self.options)
         self.network_calls = 0
         spacing = model.description.get("target_spacing") or (1.0, 1.0, 1.0)
         if self.views != ("axial",) and not is_isotropic(spacing):
@@ -203,6 +232,8 @@ class Predictor:
         draws, views = self.num_samples, self.views
         line = f"{name} {steps} steps, " + ("one draw" if draws == 1 else f"mean of {draws} draws") + " per crop"
         line = line if views == ("axial",) else line + f" in each of {len(views)} views ({', '.join(views)})"
+        if self.t0 is not None and self.model.task.warm_starts:
+            line += f", warm start: smooth fill noised to t0={self.t0}"
         return line + (", lesion contrast matched" if self.can_match_contrast and self.options.match_contrast else "")
 
     @property
@@ -344,7 +375,8 @@ class Predictor:
                 # Only matching wanted the contrast, and the model has no training fingerprint to say it.
                 logger.warning("lesion contrast not matched: %s", error)
         start = model.task.starting_image(arrays["image"],
-                                          lambda: self._with_coarse_lesions(arrays, properties, mask, paint, levels))
+                                          lambda: self._with_coarse_lesions(arrays, properties, mask, paint, levels),
+                                          lambda: smooth_prefill(arrays["image"], paint), self.t0)
         calls_before = self.network_calls
 
         def sample_one_view(view_start: np.ndarray, view_paint: np.ndarray, view_seed: int) -> tuple[np.ndarray, int]:
@@ -431,7 +463,7 @@ class Predictor:
             contrast = None if lesion_levels is None else torch.from_numpy(lesion_levels)[None].to(device)
             condition = task.condition(known, mask, contrast)
             model_fn = self._model_fn(condition)
-            sample = task.sample(self.sampler, model_fn, known, mask, generator, t0=self.options.t0)
+            sample = task.sample(self.sampler, model_fn, known, mask, generator, t0=self.t0)
             sample = sample.float().reshape(draws, len(batch), *sample.shape[1:]).mean(dim=0).cpu().numpy()
             if not model.is_pseudo3d:
                 sample = sample[:, :, None]

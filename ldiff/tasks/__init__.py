@@ -28,6 +28,7 @@ from __future__ import annotations
 from ldiff.tasks.sampling import (
     CONDITIONAL_SAMPLERS,
     REPAINT_FILL_DEFAULTS,
+    ConditionalFillTask,
     ConditionalTask,
     PartialNoisingTask,
     RePaintFillTask,
@@ -44,7 +45,7 @@ TASKS: dict[str, Task] = {
         # Chosen by measurement on real patients and phantoms (documentation/benchmark.md): the mean
         # of 4 draws scores higher than one draw, and more steps per draw bought nothing measurable.
         # A model trained on all three views splits the draws among them (Predictor.views, num_samples).
-        ConditionalTask("cond_fill", True, False, "conditional lesion filling: paints healthy tissue inside a mask",
+        ConditionalFillTask("cond_fill", True, False, "conditional lesion filling: paints healthy tissue inside a mask",
                         (("sampler", "dpm_solver"), ("steps", 3), ("num_samples", 4)), _CONDITIONAL_VALIDATION),
         # RePaint with one pass per step (plain replacement) for validation: the method of prediction
         # at 25 calls instead of 482.
@@ -81,5 +82,5 @@ def task_of_model(description: dict) -> Task:
     return get_task(description["task"], bool(description.get("lesion_level_cue", False)))
 
 
-__all__ = ["CONDITIONAL_SAMPLERS", "DEFAULT_TASK_NAME", "REPAINT_FILL_DEFAULTS", "SYNTHESIS_TASK_NAMES", "TASKS", "TASK_NAMES", "VOID_VALUE", "ConditionalTask", "task_of_model",
+__all__ = ["CONDITIONAL_SAMPLERS", "DEFAULT_TASK_NAME", "REPAINT_FILL_DEFAULTS", "SYNTHESIS_TASK_NAMES", "TASKS", "TASK_NAMES", "VOID_VALUE", "ConditionalFillTask", "ConditionalTask", "task_of_model",
            "PartialNoisingTask", "RePaintFillTask", "Task", "get_task"]

@@ -1,11 +1,13 @@
-"""The three ways a task samples: conditional inpainting, RePaint filling, partial-noising synthesis.
+"""The ways a task samples: conditional inpainting (optionally warm-started), RePaint filling, partial-noising synthesis.
 
 ==============================  =============================================================================
 class                           sampling
 ==============================  =============================================================================
 :class:`ConditionalTask`        ``ddim``, ``ddpm`` or ``dpm_solver`` with the network's own conditioning;
                                 the known region is replaced by the noised truth before every call and
-                                pasted back at the end (cond_fill, cond_synth)
+                                pasted back at the end (cond_synth)
+:class:`ConditionalFillTask`    the same, optionally warm-started from a smooth fill noised to ``t0``
+                                (cond_fill)
 :class:`RePaintFillTask`        RePaint (Lugmayr et al. 2022) with an unconditional model of healthy
                                 anatomy: jumps back and resamples so the fill harmonises (uncond_fill)
 :class:`PartialNoisingTask`     a coarse lesion painted into the mask, noised to ``t0`` and denoised with
@@ -59,6 +61,47 @@ class ConditionalTask(Task):
 
 
 @dataclass(frozen=True)
+class ConditionalFillTask(ConditionalTask):
+    """cond_fill: a conditional sampler, from pure noise or (``t0`` set) warm-started.
+
+    The warm start (SDEdit, Meng et al. 2022, applied to filling): the mask is first filled smoothly
+    (:func:`ldiff.inference.smooth_fill.smooth_prefill`, biharmonic), that image is noised to ``t0`` and
+    the sampler walks from ``t0`` down (with the 3-step DPM-Solver grid, ``t0 < 333`` of 1000 is a single
+    network call). The smooth fill carries the scan's own local intensity into the mask; the model
+    adds the structure and texture that a smooth continuation lacks. On real scans a model trained on
+    other anatomy starts from its own idea of white matter when it starts from noise, and paints a
+    biased level (issue 9); how much the warm start buys is measured in documentation/benchmark.md.
+    """
+
+    @property
+    def takes_t0(self) -> bool:
+        return True
+
+    @property
+    def warm_starts(self) -> bool:
+        return True
+
+    def starting_image(self, image: np.ndarray, with_coarse_lesions: Callable[[], np.ndarray],
+                       with_smooth_fill: Callable[[], np.ndarray] | None = None,
+                       t0: int | float | None = None) -> np.ndarray:
+        if t0 is None or with_smooth_fill is None:
+            return image
+        return with_smooth_fill()
+
+    def sample(self, sampler: Any, model_fn: Callable, known: Any, mask: Any, generator: Any,
+               t0: int | float | None = None) -> Any:
+        from ldiff.diffusion import resolve_t0, standard_normal_like
+
+        if t0 is None:
+            return sampler.inpaint(model_fn, known, mask, generator)
+        start = resolve_t0(t0, sampler.schedule.num_train_timesteps)
+        # The prefilled image noised to t0: the known region is replaced by the noised truth at every
+        # call anyway, so only the mask's voxels start from the smooth fill.
+        x_start = None if start < 0 else sampler.schedule.add_noise(known, standard_normal_like(known, generator), start)
+        return sampler.inpaint(model_fn, known, mask, generator, x_start=x_start, start_timestep=start)
+
+
+@dataclass(frozen=True)
 class _RePaintTask(Task):
     """Unconditional: inpaints with a RePaint walk whose defaults :meth:`repaint_defaults` gives."""
 
@@ -100,12 +143,18 @@ class PartialNoisingTask(_RePaintTask):
     def takes_lesion_intensity(self) -> bool:
         return True  # the coarse lesion's intensity
 
+    @property
+    def takes_t0(self) -> bool:
+        return True
+
     def repaint_defaults(self) -> dict[str, Any]:
         from ldiff.diffusion import PARTIAL_NOISING_DEFAULTS
 
         return dict(PARTIAL_NOISING_DEFAULTS)
 
-    def starting_image(self, image: np.ndarray, with_coarse_lesions: Callable[[], np.ndarray]) -> np.ndarray:
+    def starting_image(self, image: np.ndarray, with_coarse_lesions: Callable[[], np.ndarray],
+                       with_smooth_fill: Callable[[], np.ndarray] | None = None,
+                       t0: int | float | None = None) -> np.ndarray:
         return with_coarse_lesions()
 
     def sample(self, sampler: Any, model_fn: Callable, known: Any, mask: Any, generator: Any,

@@ -201,16 +201,33 @@ class Task:
         """The sampler object this task samples with; LdiffError (one sentence) for one it cannot use."""
         raise NotImplementedError
 
-    def starting_image(self, image: np.ndarray, with_coarse_lesions: Callable[[], np.ndarray]) -> np.ndarray:
-        """What sampling starts from: the image itself, or (synthesis by partial noising) the image with
-        coarse lesions painted in, which ``with_coarse_lesions()`` makes."""
+    @property
+    def takes_t0(self) -> bool:
+        """Sampling can start from a prepared image noised to a timestep ``t0`` (partial noising, SDEdit):
+        uncond_synth (a coarse lesion) and cond_fill (a smooth fill, the warm start)."""
+        return False
+
+    @property
+    def warm_starts(self) -> bool:
+        """Its ``t0`` is a warm start that it can also do without (cond_fill: ``t0`` None walks from pure
+        noise); uncond_synth always starts from its coarse lesion."""
+        return False
+
+    def starting_image(self, image: np.ndarray, with_coarse_lesions: Callable[[], np.ndarray],
+                       with_smooth_fill: Callable[[], np.ndarray] | None = None,
+                       t0: int | float | None = None) -> np.ndarray:
+        """What sampling starts from: the image itself; (synthesis by partial noising) the image with
+        coarse lesions painted in, which ``with_coarse_lesions()`` makes; or (warm-started filling, ``t0``
+        not None) the image with a smooth fill in the mask, which ``with_smooth_fill()`` makes."""
         return image
 
     def sample(self, sampler: Any, model_fn: Callable, known: "torch.Tensor", mask: "torch.Tensor",
                generator: "torch.Generator", t0: int | float | None = None) -> "torch.Tensor":
         """Paint ``mask`` in ``known`` (B, C, ...) with ``model_fn(x_t, t)``; the known region is pasted back.
 
-        ``t0``: the starting noise level of synthesis by partial noising (ignored by the others).
+        ``t0``: the starting noise level of partial noising (:attr:`takes_t0`; ignored by the others):
+        ``known`` (the :meth:`starting_image`) is noised to it and denoised from there. None: the
+        task's own start (pure noise, or for uncond_synth the thesis's ``t0``).
         """
         raise NotImplementedError
 
