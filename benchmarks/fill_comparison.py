@@ -101,9 +101,10 @@ def variant_label(description: dict, predictor) -> str:
     sampler, steps = resolved_sampler(predictor.model, predictor.options)
     views, draws = predictor.views, predictor.num_samples
     where = f"{len(views)} views" if len(views) > 1 else views[0]
+    warm = f", t0={predictor.t0}" if predictor.t0 is not None and predictor.model.task.warm_starts else ""
     return (f"ldiff {description.get('task')} {description.get('config_name', '')} "
             f"({'+'.join(description['channel_names'])}; {where} x {draws} draw{'s' if draws > 1 else ''}, "
-            f"{sampler} {steps} steps)")
+            f"{sampler} {steps} steps{warm})")
 
 
 def load_predictor(model_folder: Path, sampler: str | None, steps: int | None, device: str, checkpoint: str,

@@ -5,6 +5,7 @@
 #   bash benchmarks/warm_start.sh patients    # patient07 and patient19, phantom-only model (never saw either)
 #   bash benchmarks/warm_start.sh phantoms    # the six test phantoms of Dataset002, shipped and phantom-only models
 #   bash benchmarks/warm_start.sh real        # the patients' real lesions (residual contrast), phantom-only model
+#   bash benchmarks/warm_start.sh own         # the test phantoms' own lesions (benchmarks/fill_comparison.py), shipped model
 #
 # Patients: ../shared/data/open_ms_data (Lesjak et al. 2017, CC-BY; read in place, never copied). The
 # phantom-only model is ldiff/demo_models/t1_cond_fill as of commit 553a926 (trained on phantoms of the
@@ -54,5 +55,11 @@ case "${1:-}" in
         --no-real-lesions --no-lpips
     done
     ;;
-  *) echo "usage: $0 patients|phantoms|real"; exit 2 ;;
+  own)  # the test phantoms' own simulated lesions (truth: their lesion-free twins), shipped model
+    variants=()
+    for t in "${t0s[@]}"; do variants+=("t0=$t"); done
+    python benchmarks/fill_comparison.py -d 2 --models "$shipped" --variants "${variants[@]}" --no-lpips \
+      -o "$out/phantoms_own"
+    ;;
+  *) echo "usage: $0 patients|phantoms|real|own"; exit 2 ;;
 esac
