@@ -378,17 +378,24 @@ def test_a_network_call_never_holds_more_samples_than_the_batch_size(models, cas
 def test_task_defaults_decide_sampler_steps_and_draws(models, case):
     images, lesion = case
     fill = Predictor.from_folder(models[("cond_fill", "2d")])
-    assert fill.describe_sampling() == "dpm_solver 3 steps, mean of 4 draws per crop"
+    assert fill.describe_sampling() == "dpm_solver 3 steps, mean of 4 draws per crop, warm start: smooth fill noised to t0=250"
     sizes = []
     forward = fill.model.network.forward
     fill.model.network.forward = lambda x, t: sizes.append(x.shape[0]) or forward(x, t)
     result = fill.predict([sitk.Cast(i, sitk.sitkFloat32) for i in images], lesion, seed=1)
-    # every crop is drawn 4 times, each draw takes 3 network calls: 12 samples per crop in all
+    # every crop is drawn 4 times; a warm start at t0 = 250 lies below the 3-step grid's last timestep
+    # (332), so each draw takes one network call: 4 samples per crop in all
+    assert sum(sizes) == 4 * result.crops and result.network_calls == len(sizes)
+    cold = Predictor.from_folder(models[("cond_fill", "2d")], t0="full")
+    sizes.clear()
+    cold.model.network.forward = lambda x, t: sizes.append(x.shape[0]) or forward(x, t)
+    result = cold.predict([sitk.Cast(i, sitk.sitkFloat32) for i in images], lesion, seed=1)
+    # from pure noise each draw walks the whole grid: 3 calls, 12 samples per crop
     assert sum(sizes) == 12 * result.crops and result.network_calls == len(sizes) and len(sizes) % 3 == 0
     synth = Predictor.from_folder(models[("cond_synth", "2d")])
     assert synth.describe_sampling() == "ddim 25 steps, one draw per crop"
     named = Predictor.from_folder(models[("cond_fill", "2d")], sampler="ddim")
-    assert named.describe_sampling() == "ddim 25 steps, mean of 4 draws per crop"  # a named sampler's own steps
+    assert named.describe_sampling().startswith("ddim 25 steps, mean of 4 draws per crop")  # a named sampler's own steps
 
 
 # ---- views: the fill along several slice orientations, averaged ------------------------------------
@@ -423,7 +430,7 @@ def test_views_default_to_the_models_training_and_split_the_default_draws(models
     every_view = Predictor.from_folder(folder)
     # three views at 4 // 3 = 1 draw each: about the cost of one view's 4 draws
     assert every_view.views == ("axial", "coronal", "sagittal") and every_view.num_samples == 1
-    assert every_view.describe_sampling().endswith("one draw per crop in each of 3 views (axial, coronal, sagittal)")
+    assert "one draw per crop in each of 3 views (axial, coronal, sagittal)" in every_view.describe_sampling()
     assert Predictor.from_folder(folder, views="axial").views == ("axial",)
     description["target_spacing"] = [1.0, 1.0, 3.0]
     (folder / "model.json").write_text(json.dumps(description))

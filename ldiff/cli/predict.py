@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--sampler", choices=SAMPLER_CHOICES,
                           help="conditional models: ddim (25 steps unless --steps), ddpm (1000), dpm_solver (15); "
                           "unconditional models: repaint. Default: cond_fill dpm_solver with 3 steps and the mean "
-                          "of 4 draws; cond_synth ddim 25 steps, one draw; unconditional models repaint")
+                          "of 4 draws, warm-started at --t0 250; cond_synth ddim 25 steps, one draw; unconditional models repaint")
     sampling.add_argument("--steps", type=int, help="reverse steps (network calls per pass); default: the task's")
     sampling.add_argument("--eta", type=float, default=0.0, help="DDIM noise, 0 = deterministic (default 0)")
     sampling.add_argument("--jump-length", type=int,

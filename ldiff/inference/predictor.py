@@ -24,7 +24,9 @@ task                   sampler
 =====================  ===============================================================================
 cond_fill              ``dpm_solver`` (default: DPM-Solver++(2M), 3 steps, the mean of 4 draws per crop,
                        an estimate of the posterior mean; for a model trained on all three views one
-                       draw in each view instead; chosen by measurement, documentation/benchmark.md),
+                       draw in each view instead; warm start: the mask filled biharmonically, noised to
+                       ``t0 = 250`` and denoised from there, one network call per draw; ``t0="full"``
+                       walks from pure noise; chosen by measurement, documentation/benchmark.md),
                        ``ddim`` (25 steps unless ``steps``, eta 0), ``ddpm`` (1000 steps)
 cond_synth             ``ddim`` (default; 25 steps, eta 0, one draw: a lesion with texture), ``ddpm``,
                        ``dpm_solver`` (15 steps unless ``steps``)
