@@ -142,11 +142,12 @@ def main() -> None:
         sources = source_lesions(sites, lesion) & real
         rows = [channel_realism(name, arrays[i], synthetic[i], sites, real, classes, spacing, sources=sources)
                 for i, name in enumerate(names)]
+        shapes_placed = len(lesion_components(sites, spacing))
         record["patients"][patient] = {"rows": [row.as_dict() for row in rows], "seconds": seconds, "cue": arguments.cue,
                                        "real_lesion_voxels_compared": int(real.sum()),
                                        "source_lesion_voxels": int(sources.sum()),
-                                       "sites": int(sites.sum()), "shapes_placed": int(len(lesion_components(sites, spacing)))}
-        sections.append(f"## patient{patient}\n\n{realism_table(rows)}\n\n{len(lesion_components(sites, spacing))} "
+                                       "sites": int(sites.sum()), "shapes_placed": shapes_placed}
+        sections.append(f"## patient{patient}\n\n{realism_table(rows)}\n\n{shapes_placed} "
                         f"shapes, {int(sites.sum())} voxels synthesised in {seconds:.0f} s.\n")
         preview(arrays, synthetic, sites, lesion, list(names),
                 f"patient{patient} (Lesjak et al. 2017, CC-BY): {arguments.model.name}, {predictor.describe_sampling()}",

@@ -91,6 +91,11 @@ def source_lesions(sites: np.ndarray, lesion: np.ndarray) -> np.ndarray:
     return sources
 
 
+def _contrast_ratio(synthetic: float, real: float) -> float:
+    """Synthetic over real lesion contrast (1 is ideal); NaN where the real lesions show no contrast."""
+    return synthetic / real if real != 0 else float("nan")
+
+
 def ring_ratios(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray, spacing: Spacing | None,
                 avoid: np.ndarray | None = None) -> np.ndarray:
     """Every lesion voxel of ``channel`` divided by the median of its lesion's NAWM ring (float64, 1D).
@@ -155,11 +160,11 @@ def channel_realism(name: str, original: np.ndarray, synthetic: np.ndarray, site
                 if synthetic_ratios.size and real_ratios.size else float("nan"))
     noise = noise_level(original, normal_appearing_wm(classes, everything, spacing, lesion_margin_mm=3.0))
     real_contrast = real_summary.weighted_signed
-    ratio = synthetic_summary.weighted_signed / real_contrast if real_contrast != 0 else float("nan")
+    ratio = _contrast_ratio(synthetic_summary.weighted_signed, real_contrast)
     source_contrast = source_ratio = float("nan")
     if sources is not None and np.any(sources):
         source_contrast = residual_contrast(original, np.asarray(sources, dtype=bool), nawm, spacing).weighted_signed
-        source_ratio = synthetic_summary.weighted_signed / source_contrast if source_contrast != 0 else float("nan")
+        source_ratio = _contrast_ratio(synthetic_summary.weighted_signed, source_contrast)
     return ChannelRealism(name, synthetic_summary.weighted_signed, real_contrast, float(ratio), distance,
                           coverage(original, synthetic, sites, noise_factor * noise), noise,
                           int(sites.sum()), int(real_lesion.sum()), float(source_contrast), float(source_ratio))
