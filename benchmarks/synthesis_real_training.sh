@@ -12,6 +12,8 @@
 #
 #   bash benchmarks/synthesis_real_training.sh train 07   # about half an hour on one CPU thread
 #   bash benchmarks/synthesis_real_training.sh score      # each model on the patient it never saw, and the phantoms
+#   bash benchmarks/synthesis_real_training.sh train-phantoms  # the shipped model fine-tuned on Dataset001 alone
+#   bash benchmarks/synthesis_real_training.sh score-contrast  # every model, lesion contrast matched / the model's own
 #
 # The same with the lesion-level cue (ldiff_train --lesion-level-cue: the model is told each lesion's mean
 # intensity, so that it can paint a patient's own lesion contrast; documentation/training.md). Results go
@@ -97,5 +99,39 @@ case "${1:-}" in
         python benchmarks/synthesis_comparison.py -d 1 --model "$m" -o "$out/cue/phantoms_with_p$2"
     done
     ;;
-  *) echo "usage: $0 prepare|train|train-cue 07|19, or score|score-cue"; exit 2 ;;
+  train-phantoms)
+    # The shipped model fine-tuned on Dataset001 alone (both patients held out), e.g. after the example
+    # dataset's FLAIR lesion contrast was recalibrated (2026-12-06, ldiff/dataset/phantom_parameters.py).
+    [ -f "${ldiff_preprocessed:-ldiff_preprocessed}/Dataset001_MSPhantom/plans.json" ] ||
+      ldiff_plan_and_preprocess -d 1 --override "${plan_overrides[@]}"
+    OMP_NUM_THREADS=1 ldiff_train 1 2d cond_synth -f all --pretrained-weights "$shipped" --steps "$steps" --lr 5e-5 \
+      --warmup-steps 50 --augmentation strong --validate-every 400 --checkpoint-every 100 --num-workers 0 ${CONTINUE:+--c}
+    ;;
+  score-contrast)
+    # Every trained model scored with the lesion contrast set after sampling (match: the training lesions')
+    # and with the model's own (model): the phantom-only model on both patients, each patient's model on
+    # the other patient; all on the example test phantoms.
+    phantom_model="$results/Dataset001_MSPhantom/cond_synth__2d/fold_all"
+    for mode in match model; do
+      if [ -f "$phantom_model/checkpoint_final.pth" ]; then
+        [ -f "$out/contrast_$mode/phantom_model/patients/synthesis_realism.json" ] ||
+          python benchmarks/synthesis_real_patients.py --model "$phantom_model" --lesion-contrast "$mode" \
+            -o "$out/contrast_$mode/phantom_model/patients"
+        [ -f "$out/contrast_$mode/phantom_model/phantoms/synthesis.json" ] ||
+          python benchmarks/synthesis_comparison.py -d 1 --model "$phantom_model" --lesion-contrast "$mode" \
+            -o "$out/contrast_$mode/phantom_model/phantoms"
+      fi
+      for pair in "07 19" "19 07"; do
+        set -- $pair  # $1 = the patient scored, $2 = the patient its model was trained with
+        [ -f "$(model "$2")/checkpoint_final.pth" ] || continue
+        [ -f "$out/contrast_$mode/with_p$2/patient$1/synthesis_realism.json" ] ||
+          python benchmarks/synthesis_real_patients.py --patients "$1" --model "$(model "$2")" --lesion-contrast "$mode" \
+            -o "$out/contrast_$mode/with_p$2/patient$1"
+        [ -f "$out/contrast_$mode/with_p$2/phantoms/synthesis.json" ] ||
+          python benchmarks/synthesis_comparison.py -d 1 --model "$(model "$2")" --lesion-contrast "$mode" \
+            -o "$out/contrast_$mode/with_p$2/phantoms"
+      done
+    done
+    ;;
+  *) echo "usage: $0 prepare|train|train-cue 07|19, train-phantoms, or score|score-cue|score-contrast"; exit 2 ;;
 esac

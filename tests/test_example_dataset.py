@@ -231,3 +231,26 @@ def test_lesion_centres_are_in_white_matter_and_prefer_the_ventricles():
     distance = ndimage.distance_transform_edt(~template.ventricles, sampling=SPACING_MM)
     white_matter_average = distance[template.tissue_labels == WM].mean()
     assert distance[tuple(centres.T)].mean() < 0.7 * white_matter_average
+
+
+def test_flair_lesion_gain_changes_only_the_flair_lesions():
+    # The FLAIR lesion range was recalibrated (phantom_parameters.py); with the same seed, the T1w channel,
+    # the labels and the healthy twins must stay what they were, and FLAIR must brighten by the gain.
+    from dataclasses import replace
+
+    from ldiff.dataset.phantom_case import simulate_case
+
+    params = PhantomParameters()
+    template = build_phantom_template(SPACING_MM, params)
+    faint = simulate_case(template, 0, 1, replace(params, flair_lesion_gain_range=(0.3, 0.3)))
+    bright = simulate_case(template, 0, 1, replace(params, flair_lesion_gain_range=(0.9, 0.9)))
+    lesion = faint.lesion_label == 1
+    assert lesion.any()
+    np.testing.assert_array_equal(faint.images[T1], bright.images[T1])
+    np.testing.assert_array_equal(faint.healthy_images, bright.healthy_images)
+    np.testing.assert_array_equal(faint.lesion_label, bright.lesion_label)
+    # Noise and bias differ nowhere between the two, so the lesion's brightening is the gain times its
+    # severity: three times the gain, three times the change (up to float32 rounding and clipping at 0).
+    change = lambda case: case.images[FLAIR][lesion] - case.healthy_images[FLAIR][lesion]
+    assert np.all(change(faint) > 0)
+    np.testing.assert_allclose(change(bright), 3 * change(faint), rtol=1e-3, atol=1e-3 * change(bright).max())

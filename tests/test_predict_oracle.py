@@ -233,9 +233,46 @@ def test_matching_sets_the_lesion_contrast_asked_for_and_nothing_outside(model_f
     unmatched = plain.predict(images, lesion, seed=5, lesion_intensity=list(target))
     assert unmatched.contrast is None and "matched" not in plain.describe_sampling()
     auto = Predictor(predictor.model, dataclasses.replace(options, match_contrast=None))
-    assert auto.predict(images, lesion, seed=5).contrast is None  # nothing asked for: the model's own
+    # The default with no training fingerprint (this model has none): the model's own contrast.
+    assert auto.predict(images, lesion, seed=5).contrast is None
     told = auto.predict(images, lesion, seed=5, lesion_intensity=list(target))
     np.testing.assert_allclose(told.contrast.reached, target, atol=1e-4)
+
+
+def test_by_default_synthesis_takes_the_training_lesions_contrast(model_folders, tmp_path, monkeypatch):
+    """The default (match_contrast None) sets the lesion contrast to the training fingerprint's, as
+    --lesion-contrast match does, as a fraction of the scan's own tissue level: on the original grid the
+    lesions' mean is (median lesion - median NAWM) / median NAWM of the fingerprint away from the median
+    of the tissue 2-5 mm around them, whatever this scan's intensity range."""
+    import shutil
+
+    import ldiff.inference.lesion_intensity as lesion_intensity
+
+    images, lesion = float_case()
+    folder = tmp_path / "model"
+    shutil.copytree(model_folders[("cond_synth", "2d")], folder)
+    predictor = oracle_predictor(folder, dataclasses.replace(SETTINGS["cond_synth"], match_contrast=None))
+    normalization = predictor.model.description["normalization"]
+    low, high = (f"{float(normalization[key]):g}" for key in ("lower_percentile", "upper_percentile"))
+    fingerprint = {"intensity_median_of_cases": {
+        name: {"lesion": {"50": lesion_level}, "nawm": {"50": 500.0}, "brain": {low: 100.0, high: 1100.0}}
+        for name, lesion_level in zip(predictor.model.channel_names, (350.0, 725.0))}}
+    monkeypatch.setattr(lesion_intensity, "load_fingerprint", lambda _: fingerprint)
+    result = predictor.predict(images, lesion, seed=5)
+    assert result.contrast is not None
+    region, _ = expected_output(predictor, images, lesion)
+    _, properties = preprocess_images(images, None, None, predictor.model.preprocessing_config, None, "case")
+    near = dilate_mask(lesion, spacing=(1.0, 1.0, 1.0), shape="ball", radius_mm=2.0)
+    far = dilate_mask(lesion, spacing=(1.0, 1.0, 1.0), shape="ball", radius_mm=5.0)
+    for channel, (source, output, ratio) in enumerate(zip(images, result.images, (-0.3, 0.45))):
+        before, after = sitk.GetArrayFromImage(source), sitk.GetArrayFromImage(output)
+        assert np.array_equal(before[~region], after[~region])
+        normalizer = PercentileNormalizer.from_dict(properties["normalization"][channel])
+        surroundings = np.median(after[far & ~near & ~region & (before > normalizer.low)])
+        assert after[lesion].mean() - surroundings == pytest.approx(ratio * surroundings, rel=0.02)
+    explicit = Predictor(predictor.model, dataclasses.replace(predictor.options, match_contrast=True))
+    for default, asked in zip(result.images, explicit.predict(images, lesion, seed=5).images):
+        assert np.array_equal(sitk.GetArrayFromImage(default), sitk.GetArrayFromImage(asked))
 
 
 def test_the_own_lesions_give_their_contrast_to_their_surroundings(cued_models):

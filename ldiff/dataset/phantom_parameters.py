@@ -60,10 +60,14 @@ class PhantomParameters:
     ventricle_min_volume_mm3: float = 1000.0
 
     # Lesion contrast: T1w darkens by up to ``depth``, FLAIR brightens by up to ``gain`` (both times the
-    # lesion's severity in [0, 1]).
+    # lesion's severity in [0, 1]). The FLAIR range was (0.6, 1.0) until 2026-12-06: its lesions came out
+    # +59 % brighter than the white matter 2-5 mm around them, while real 3T 3D-FLAIR lesions measured the
+    # same way are +35 % and +40 % (the two patients of Lesjak et al. 2017), and the phantoms' healthy
+    # FLAIR tissue already matches theirs (documentation/results/synthesis_contrast_matching/). The range
+    # keeps its spread so that models see faint and bright lesions; its mean now gives about +39 %.
     lesion_strength_range: tuple[float, float] = (0.75, 1.0)
     t1_lesion_depth_range: tuple[float, float] = (0.2, 0.45)
-    flair_lesion_gain_range: tuple[float, float] = (0.6, 1.0)
+    flair_lesion_gain_range: tuple[float, float] = (0.3, 0.75)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -100,8 +100,24 @@ def match_lesion_contrast(healthy: np.ndarray, painted: np.ndarray, lesions: np.
     return result, report
 
 
+def relative_to_model_space(relative: np.ndarray, surroundings: np.ndarray, properties: dict) -> np.ndarray:
+    """Contrasts given as fractions of the surroundings' level in the scan's own units, (C,), in the
+    model's [-1, 1] space: the surroundings' level ``s`` there is ``low + (s + 1) (high - low) / 2`` in
+    the scan's units (the case's normaliser), and a contrast ``r`` times that level is
+    ``2 r level / (high - low)`` in the model's space."""
+    from ldiff.preprocessing import PercentileNormalizer
+
+    targets = []
+    for channel, (ratio, level) in enumerate(zip(relative, surroundings)):
+        normalizer = PercentileNormalizer.from_dict(properties["normalization"][channel])
+        span = normalizer.high - normalizer.low
+        targets.append(2.0 * float(ratio) * (normalizer.low + (float(level) + 1.0) * span / 2.0) / span)
+    return np.asarray(targets, dtype=np.float64)
+
+
 def match_case_contrast(image: np.ndarray, painted: np.ndarray, mask: np.ndarray, paint: np.ndarray,
-                        brain: np.ndarray, properties: dict, target: np.ndarray) -> tuple[np.ndarray, ContrastMatch | None]:
+                        brain: np.ndarray, properties: dict, target: np.ndarray,
+                        relative_target: np.ndarray | None = None) -> tuple[np.ndarray, ContrastMatch | None]:
     """:func:`match_lesion_contrast` for one preprocessed case.
 
     Args:
@@ -111,6 +127,9 @@ def match_case_contrast(image: np.ndarray, painted: np.ndarray, mask: np.ndarray
         paint, brain: bool (Z', Y', X').
         properties: the case's preprocessing properties.
         target: (C,) contrast in the preprocessed [-1, 1] space.
+        relative_target: (C,) or None: when given, it replaces ``target``: the contrast as a fraction
+            of the surroundings' level in the scan's own units (-0.25 = 25 % darker than the tissue
+            around the lesions), converted with :func:`relative_to_model_space`.
 
     Returns:
         the adjusted output, and the report; ``painted`` unchanged and None where the mask carries onto
@@ -125,4 +144,6 @@ def match_case_contrast(image: np.ndarray, painted: np.ndarray, mask: np.ndarray
     shell = own_lesion_shell(lesions, properties) & brain & ~paint
     if not shell.any():
         return painted, None
+    if relative_target is not None:
+        target = relative_to_model_space(relative_target, np.median(image[:, shell], axis=1), properties)
     return match_lesion_contrast(image, painted, lesions, paint, shell, target)

@@ -120,6 +120,27 @@ def lesion_contrasts(model: LoadedModel, requested: Sequence[float | str] | None
     return np.asarray(contrasts, dtype=np.float32)
 
 
+def relative_lesion_contrasts(model: LoadedModel, num_channels: int) -> np.ndarray:
+    """The training lesions' contrast as a fraction of their white matter's level, per channel (C,):
+    ``(median lesion - median NAWM) / median NAWM`` of the training fingerprint, in the training scans'
+    own units (e.g. -0.24 = 24 % darker). Unlike :func:`lesion_contrasts` (a share of the normaliser's
+    percentile range) it does not depend on how wide a new scan's range is: 50 ml of bright FLAIR
+    lesion raise a scan's upper percentile, and the same share of that range would be a brighter lesion.
+    Raises LdiffError where the fingerprint lacks those intensities."""
+    names = model.channel_names or tuple(f"channel {c}" for c in range(num_channels))
+    summaries = (load_fingerprint(model) or {}).get("intensity_median_of_cases") or {}
+    ratios = []
+    for name in names:
+        summary = summaries.get(name) or {}
+        lesion = (summary.get("lesion") or {}).get("50")
+        normal = (summary.get("nawm") or {}).get("50")
+        if lesion is None or normal is None or not normal > 0:
+            raise LdiffError(f"{model.folder}: no training fingerprint with lesion and white-matter intensities for "
+                             f"{name}; give --lesion-intensity or --lesion-intensity-from.")
+        ratios.append((lesion - normal) / normal)
+    return np.asarray(ratios, dtype=np.float64)
+
+
 def lesion_intensities(model: LoadedModel, image: np.ndarray, brain: np.ndarray,
                        normalizers: list[PercentileNormalizer], requested: Sequence[float | str] | None) -> np.ndarray:
     """Coarse-lesion intensity per channel in [-1, 1] (module docstring); ``image`` is (C, Z, Y, X) normalised."""

@@ -64,8 +64,8 @@ from ldiff.diffusion import paint_coarse_lesion
 from ldiff.errors import LdiffError
 from ldiff.io.cases import cast_to_dtype
 from ldiff.inference.contrast_matching import ContrastMatch, match_case_contrast
-from ldiff.inference.lesion_intensity import lesion_levels
-from ldiff.inference.model_loading import LoadedModel, load_model
+from ldiff.inference.lesion_intensity import lesion_levels, relative_lesion_contrasts
+from ldiff.inference.model_loading import LoadedModel, load_fingerprint, load_model
 from ldiff.inference.roi import (BACKGROUND, RoiPlan, coverage_in_preprocessed_space, extract,
                                  group_batches, paste_owned, plan_rois)
 from ldiff.io import Geometry, array_to_image, geometry_mismatch
@@ -143,7 +143,8 @@ class Predictor:
         line = line if views == ("axial",) else line + f" in each of {len(views)} views ({', '.join(views)})"
         if self.t0 is not None and self.model.task.warm_starts:
             line += f", warm start: smooth fill noised to t0={self.t0}"
-        return line + (", lesion contrast matched" if self.can_match_contrast and self.options.match_contrast else "")
+        matched = self.can_match_contrast and (self.options.match_contrast or load_fingerprint(self.model) is not None)
+        return line + (", lesion contrast matched" if matched else "")
 
     @property
     def can_match_contrast(self) -> bool:
@@ -272,8 +273,10 @@ class Predictor:
             raise LdiffError(f"the scan's own lesion mask has shape {lesion_intensity_from.shape}, {mask_name} "
                              f"{mask.shape}: both must be on the image's grid.")
         levels = None
-        match = self.can_match_contrast and bool(
-            self.options.match_contrast or lesion_intensity is not None or lesion_intensity_from is not None)
+        # Matching is the default (match_contrast None) as well as when asked for: chosen by measurement
+        # on the example test phantoms and two real patients, documentation/prediction.md#lesion-contrast-synthesis.
+        match = self.can_match_contrast
+        asked = bool(self.options.match_contrast or lesion_intensity is not None or lesion_intensity_from is not None)
         if model.task.takes_lesion_intensity or match:
             try:
                 levels = lesion_levels(model, arrays, properties, lesion_intensity, lesion_intensity_from, mask_name,
@@ -281,8 +284,14 @@ class Predictor:
             except LdiffError as error:
                 if model.task.takes_lesion_intensity:
                     raise
-                # Only matching wanted the contrast, and the model has no training fingerprint to say it.
-                logger.warning("lesion contrast not matched: %s", error)
+                # Only matching wanted the contrast, and the model has no training fingerprint to say it:
+                # a warning where the user asked for matching, a note where it was only the default.
+                (logger.warning if asked else logger.info)("lesion contrast not matched: %s", error)
+        # With no contrast given, matching sets the training lesions' contrast as a fraction of the
+        # scan's own tissue level: a share of the percentile range would not carry over between scanners.
+        relative = None
+        if match and levels is not None and lesion_intensity is None and lesion_intensity_from is None:
+            relative = relative_lesion_contrasts(model, len(images))
         start = model.task.starting_image(arrays["image"],
                                           lambda: self._with_coarse_lesions(arrays, properties, mask, paint, levels),
                                           lambda: smooth_prefill(arrays["image"], paint), self.t0)
@@ -298,7 +307,7 @@ class Predictor:
         painted, num_crops = fill_along_views(start, paint, self.views, seed, sample_one_view)
         contrast = None
         if match and levels is not None:
-            painted, contrast = match_case_contrast(start, painted, mask, paint, brain, properties, levels)
+            painted, contrast = match_case_contrast(start, painted, mask, paint, brain, properties, levels, relative)
             if contrast is not None:  # what the model painted and what it was set to, for the user's log
                 logger.info("lesion contrast matched (model's [-1, 1] space): %s", contrast.as_dict())
         painted_on_grid = sitk.GetArrayFromImage(restore_to_original(paint, properties, None, is_mask=True)) > 0

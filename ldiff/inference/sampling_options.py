@@ -40,8 +40,9 @@ class SamplingOptions:
     least 1), so that several views cost about what one does; ``views`` to the model's (see
     :attr:`Predictor.views`). ``match_contrast`` (conditional synthesis): set the painted lesions'
     contrast to their surroundings after sampling (:mod:`ldiff.inference.contrast_matching`): True
-    always (by default to the training lesions'), False never, None (default) when a lesion intensity
-    is given (``lesion_intensity`` or ``lesion_intensity_from``).
+    to the lesion intensity given (``lesion_intensity`` or ``lesion_intensity_from``), else to the
+    training lesions'; False never; True and None (default) differ only in that None falls back quietly
+    to the model's own contrast where the model has no training fingerprint.
     """
 
     sampler: str | None = None
