@@ -103,21 +103,36 @@ def lesion_contrasts(model: LoadedModel, requested: Sequence[float | str] | None
                 raise LdiffError(f"--lesion-intensity {value!r}: contrasts are in [-1, 1] of the model's space.")
             values.append(number)
         return np.asarray([values[c % len(values)] for c in range(len(names))], dtype=np.float32)
-    fingerprint = load_fingerprint(model) or {}
     normalization = model.description.get("normalization") or {}
+    lower = f"{float(normalization.get('lower_percentile', -1)):g}"
+    upper = f"{float(normalization.get('upper_percentile', -1)):g}"
     contrasts = []
-    for name in names:
-        summary = (fingerprint.get("intensity_median_of_cases") or {}).get(name) or {}
-        lesion = (summary.get("lesion") or {}).get("50")
-        normal = (summary.get("nawm") or {}).get("50")
-        brain = summary.get("brain") or {}
-        low = brain.get(f"{float(normalization.get('lower_percentile', -1)):g}")
-        high = brain.get(f"{float(normalization.get('upper_percentile', -1)):g}")
-        if None in (lesion, normal, low, high) or not high > low:
-            raise LdiffError(f"{model.folder}: no training fingerprint with lesion and white-matter intensities for "
-                             f"{name}; give --lesion-intensity or --lesion-intensity-from.")
+    for name, (lesion, normal, brain) in zip(names, _training_medians(model, names)):
+        low, high = brain.get(lower), brain.get(upper)
+        if low is None or high is None or not high > low:
+            raise _no_fingerprint(model, name)
         contrasts.append(2.0 * (lesion - normal) / (high - low))
     return np.asarray(contrasts, dtype=np.float32)
+
+
+def _no_fingerprint(model: LoadedModel, name: str) -> LdiffError:
+    return LdiffError(f"{model.folder}: no training fingerprint with lesion and white-matter intensities for "
+                      f"{name}; give --lesion-intensity or --lesion-intensity-from.")
+
+
+def _training_medians(model: LoadedModel, names: Sequence[str]) -> list[tuple[float, float, dict]]:
+    """Per channel, the training fingerprint's median lesion and median normal-appearing WM intensity
+    (the medians over cases of each case's median) and its brain percentiles; LdiffError where missing."""
+    summaries = (load_fingerprint(model) or {}).get("intensity_median_of_cases") or {}
+    medians = []
+    for name in names:
+        summary = summaries.get(name) or {}
+        lesion = (summary.get("lesion") or {}).get("50")
+        normal = (summary.get("nawm") or {}).get("50")
+        if lesion is None or normal is None:
+            raise _no_fingerprint(model, name)
+        medians.append((float(lesion), float(normal), summary.get("brain") or {}))
+    return medians
 
 
 def relative_lesion_contrasts(model: LoadedModel, num_channels: int) -> np.ndarray:
@@ -128,15 +143,10 @@ def relative_lesion_contrasts(model: LoadedModel, num_channels: int) -> np.ndarr
     lesion raise a scan's upper percentile, and the same share of that range would be a brighter lesion.
     Raises LdiffError where the fingerprint lacks those intensities."""
     names = model.channel_names or tuple(f"channel {c}" for c in range(num_channels))
-    summaries = (load_fingerprint(model) or {}).get("intensity_median_of_cases") or {}
     ratios = []
-    for name in names:
-        summary = summaries.get(name) or {}
-        lesion = (summary.get("lesion") or {}).get("50")
-        normal = (summary.get("nawm") or {}).get("50")
-        if lesion is None or normal is None or not normal > 0:
-            raise LdiffError(f"{model.folder}: no training fingerprint with lesion and white-matter intensities for "
-                             f"{name}; give --lesion-intensity or --lesion-intensity-from.")
+    for name, (lesion, normal, _) in zip(names, _training_medians(model, names)):
+        if not normal > 0:
+            raise _no_fingerprint(model, name)
         ratios.append((lesion - normal) / normal)
     return np.asarray(ratios, dtype=np.float64)
 

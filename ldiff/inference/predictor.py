@@ -272,7 +272,7 @@ class Predictor:
         if lesion_intensity_from is not None and lesion_intensity_from.shape != mask.shape:
             raise LdiffError(f"the scan's own lesion mask has shape {lesion_intensity_from.shape}, {mask_name} "
                              f"{mask.shape}: both must be on the image's grid.")
-        levels = None
+        levels = relative = None
         # Matching is the default (match_contrast None) as well as when asked for: chosen by measurement
         # on the example test phantoms and two real patients, documentation/prediction.md#lesion-contrast-synthesis.
         match = self.can_match_contrast
@@ -281,17 +281,17 @@ class Predictor:
             try:
                 levels = lesion_levels(model, arrays, properties, lesion_intensity, lesion_intensity_from, mask_name,
                                        as_contrast=model.task.lesion_intensity_is_contrast or match)
+                # With no contrast given, matching sets the training lesions' contrast as a fraction of the
+                # scan's own tissue level: a share of the percentile range would not carry over between scanners.
+                if match and lesion_intensity is None and lesion_intensity_from is None:
+                    relative = relative_lesion_contrasts(model, len(images))
             except LdiffError as error:
                 if model.task.takes_lesion_intensity:
                     raise
                 # Only matching wanted the contrast, and the model has no training fingerprint to say it:
                 # a warning where the user asked for matching, a note where it was only the default.
                 (logger.warning if asked else logger.info)("lesion contrast not matched: %s", error)
-        # With no contrast given, matching sets the training lesions' contrast as a fraction of the
-        # scan's own tissue level: a share of the percentile range would not carry over between scanners.
-        relative = None
-        if match and levels is not None and lesion_intensity is None and lesion_intensity_from is None:
-            relative = relative_lesion_contrasts(model, len(images))
+                levels = None
         start = model.task.starting_image(arrays["image"],
                                           lambda: self._with_coarse_lesions(arrays, properties, mask, paint, levels),
                                           lambda: smooth_prefill(arrays["image"], paint), self.t0)
