@@ -26,7 +26,7 @@ DEMO_ROOT = Path(__file__).resolve().parent.parent / "ldiff" / "demo_models"
 
 def training_fingerprint(description: dict) -> dict | None:
     """The part of the training dataset's fingerprint that prediction reads (the median intensities of
-    brain and lesions, per channel), for models that take a lesion intensity or whose lesion contrast
+    brain and lesions, per channel, and the lesions' contrast by volume), for models that take a lesion intensity or whose lesion contrast
     prediction matches (conditional synthesis); None for the others."""
     task = task_of_model(description)
     if not (task.takes_lesion_intensity or task.can_match_lesion_contrast):
@@ -35,7 +35,8 @@ def training_fingerprint(description: dict) -> dict | None:
     if not source.is_file():
         raise SystemExit(f"{source} is missing: a synthesis model needs its training data's lesion intensities.")
     fingerprint = load_json(source)
-    return {key: fingerprint[key] for key in ("dataset_name", "channel_names", "intensity_median_of_cases")}
+    return {key: fingerprint[key] for key in ("dataset_name", "channel_names", "intensity_median_of_cases",
+                                              "lesion_contrast_by_volume") if key in fingerprint}
 
 
 def export(model_folder: Path, name: str, command: str, checkpoint: str) -> Path:

@@ -87,3 +87,51 @@ def test_empty_surroundings_are_refused():
     healthy, painted, lesions, paint, shell = _case(0.0)
     with pytest.raises(ValueError):
         match_lesion_contrast(healthy, painted, lesions, paint, np.zeros_like(shell), np.zeros(2))
+
+
+def _two_lesion_case():
+    """Two channels whose model space equals the scan's units (normaliser range [-1, 1]); WM 0.5 / 0.4,
+    and 'GM' 0.2 / 0.7 beside a small 2x2x2 lesion (most of its 2-5 mm ring), a 6x6x6 lesion in WM."""
+    shape = (24, 24, 44)
+    healthy = np.stack([np.full(shape, 0.5), np.full(shape, 0.4)]).astype(np.float32)
+    grey = np.zeros(shape, bool)
+    grey[:, :, :9] = True
+    grey[:, :, 13:18] = True
+    healthy[0][grey], healthy[1][grey] = 0.2, 0.7
+    small, large = np.zeros(shape, bool), np.zeros(shape, bool)
+    small[11:13, 11:13, 10:12] = True
+    large[9:15, 9:15, 30:36] = True
+    lesions = small | large
+    paint = np.zeros(shape, bool)
+    paint[10:14, 10:14, 9:13] = True
+    paint[8:16, 8:16, 29:37] = True
+    painted = healthy.copy()
+    painted[0][lesions] -= 0.05
+    painted[1][lesions] += 0.05
+    properties = {"target_spacing": [1.0, 1.0, 1.0],
+                  "normalization": [{"low": -1.0, "high": 1.0, "lower_percentile": 0.5, "upper_percentile": 99.5}] * 2}
+    return healthy, painted, small, large, paint, grey, properties
+
+
+def test_each_lesion_gets_the_contrast_of_its_volume_against_the_white_matter_around_it():
+    from ldiff.inference.contrast_matching import match_each_lesion
+
+    healthy, painted, small, large, paint, grey, properties = _two_lesion_case()
+    tissue = ~paint
+    fractions = {8: np.array([-0.1, 0.2]), 216: np.array([-0.4, 0.6])}
+    adjusted, report = match_each_lesion(healthy, painted, small | large, paint, tissue & ~grey, tissue, properties,
+                                         lambda volume: fractions[int(round(volume))])
+    assert np.array_equal(adjusted[:, ~paint], painted[:, ~paint])  # bit for bit
+    white = np.array([0.5, 0.4])
+    for lesion, volume in ((small, 8), (large, 216)):
+        # Each against the white matter, although grey tissue is most of the small lesion's ring.
+        np.testing.assert_allclose(adjusted[:, lesion].mean(axis=1) - white, fractions[volume] * white, atol=1e-5)
+    np.testing.assert_allclose(report.target, (fractions[8] * 8 + fractions[216] * 216) / 224 * white, atol=1e-6)
+    # Without white matter to compare with, the lesion falls back to all tissue in its ring (mostly grey).
+    near_small = paint.copy()
+    near_small[:, :, 20:] = False
+    painted[:, large] = healthy[:, large]
+    adjusted, _ = match_each_lesion(healthy, painted, small, near_small, np.zeros_like(paint), ~near_small, properties,
+                                    lambda volume: fractions[8])
+    grey_level = np.array([0.2, 0.7])
+    np.testing.assert_allclose(adjusted[:, small].mean(axis=1) - grey_level, fractions[8] * grey_level, atol=1e-5)

@@ -126,3 +126,21 @@ def test_the_default_contrast_is_the_training_lesions_against_their_white_matter
     monkeypatch.setattr(module, "load_fingerprint", lambda _: None)
     with pytest.raises(LdiffError, match="no training fingerprint"):
         lesion_contrasts(model, None, 2)
+
+
+def test_the_contrast_by_volume_interpolates_the_fingerprint_in_log_volume(monkeypatch):
+    import ldiff.inference.lesion_intensity as module
+
+    bins = [{"lesions": 10, "median_volume_mm3": 10.0, "median_contrast": {"T1w": -0.1, "FLAIR": 0.2}},
+            {"lesions": 4, "median_volume_mm3": 50.0, "median_contrast": {"T1w": -0.9, "FLAIR": 0.9}},  # too few
+            {"lesions": 0},
+            {"lesions": 6, "median_volume_mm3": 1000.0, "median_contrast": {"T1w": -0.4, "FLAIR": 0.6}}]
+    model = SimpleNamespace(channel_names=("T1w", "FLAIR"), folder="m")
+    monkeypatch.setattr(module, "load_fingerprint", lambda _: {"lesion_contrast_by_volume": {"bins": bins}})
+    fraction = module.contrast_for_volume(model, 2)
+    assert fraction(10.0).tolist() == pytest.approx([-0.1, 0.2])
+    assert fraction(100.0).tolist() == pytest.approx([-0.25, 0.4])  # halfway between 10 and 1000 in log volume
+    assert fraction(1.0).tolist() == pytest.approx([-0.1, 0.2])  # held beyond the outer bins
+    assert fraction(1e5).tolist() == pytest.approx([-0.4, 0.6])
+    monkeypatch.setattr(module, "load_fingerprint", lambda _: {"intensity_median_of_cases": {}})
+    assert module.contrast_for_volume(model, 2) is None  # an older fingerprint: matching falls back

@@ -130,6 +130,13 @@ def test_hand_made_nnunet_dataset_plans_and_preprocesses(data_roots):
     # each lesion is a ball of radius 3 voxels (123 voxels) deep in WM, on a 1 x 1 x 1.2 mm grid
     for case in fingerprint["cases"]:
         assert case["lesion_volume_ml"] == pytest.approx(case["lesion_count"] * 123 * 1.2 / 1000, rel=1e-5)
+        # Each lesion against the WM 2-5 mm around it: T1w (450 - 1000) / 1000, FLAIR (1200 - 600) / 600.
+        assert [row[0] for row in case["lesion_ring_contrasts"]] == pytest.approx([123 * 1.2] * case["lesion_count"])
+        for _, t1_fraction, flair_fraction in case["lesion_ring_contrasts"]:
+            assert t1_fraction == pytest.approx(-0.55, abs=0.01) and flair_fraction == pytest.approx(1.0, abs=0.03)
+    by_volume = fingerprint["lesion_contrast_by_volume"]
+    assert [entry["lesions"] for entry in by_volume["bins"]] == [0, 0, 4, 0, 0]  # 147.6 mm^3 in 100-300
+    assert by_volume["bins"][2]["median_contrast"]["T1w"] == pytest.approx(-0.55, abs=0.01)
     data = output / plans["data_identifier"]
     with np.load(data / "case_001.npz") as arrays:
         image, lesion = arrays["image"], arrays["lesion"]

@@ -275,6 +275,46 @@ def test_by_default_synthesis_takes_the_training_lesions_contrast(model_folders,
         assert np.array_equal(sitk.GetArrayFromImage(default), sitk.GetArrayFromImage(asked))
 
 
+def test_with_a_contrast_by_volume_each_lesion_is_matched_against_its_own_white_matter(model_folders, tmp_path,
+                                                                                       monkeypatch):
+    """A fingerprint with ``lesion_contrast_by_volume``: every lesion on its own lies the fraction its
+    volume asks for away from the median of the white matter 2-5 mm around it (not the lesions pooled)."""
+    import shutil
+
+    import ldiff.inference.lesion_intensity as lesion_intensity
+    from ldiff.masks import lesion_components
+
+    images, lesion = float_case()
+    _, _, _, tissue = phantom_case(lesion_centres=((18, 22, 14), (20, 24, 27), (12, 16, 20)))
+    folder = tmp_path / "model"
+    shutil.copytree(model_folders[("cond_synth", "2d")], folder)
+    predictor = oracle_predictor(folder, dataclasses.replace(SETTINGS["cond_synth"], match_contrast=None))
+    normalization = predictor.model.description["normalization"]
+    low, high = (f"{float(normalization[key]):g}" for key in ("lower_percentile", "upper_percentile"))
+    names = predictor.model.channel_names
+    fingerprint = {
+        "intensity_median_of_cases": {name: {"lesion": {"50": 350.0}, "nawm": {"50": 500.0},
+                                             "brain": {low: 100.0, high: 1100.0}} for name in names},
+        "lesion_contrast_by_volume": {"bins": [
+            {"lesions": 9, "median_volume_mm3": 100.0, "median_contrast": dict(zip(names, (-0.2, 0.3)))}]}}
+    monkeypatch.setattr(lesion_intensity, "load_fingerprint", lambda _: fingerprint)
+    result = predictor.predict(images, lesion, seed=5)
+    region, _ = expected_output(predictor, images, lesion)
+    components = lesion_components(lesion)
+    assert len(components) == 3
+    for component in components:
+        own = np.zeros_like(lesion)
+        own[component.slices] = component.mask
+        near = dilate_mask(own, spacing=(1.0, 1.0, 1.0), shape="ball", radius_mm=2.0)
+        far = dilate_mask(own, spacing=(1.0, 1.0, 1.0), shape="ball", radius_mm=5.0)
+        ring = far & ~near & ~region & (tissue == 3)
+        for channel, (source, output, ratio) in enumerate(zip(images, result.images, (-0.2, 0.3))):
+            before, after = sitk.GetArrayFromImage(source), sitk.GetArrayFromImage(output)
+            assert np.array_equal(before[~region], after[~region])
+            level = np.median(after[ring])
+            assert after[own].mean() - level == pytest.approx(ratio * level, rel=0.03)
+
+
 def test_the_own_lesions_give_their_contrast_to_their_surroundings(cued_models):
     """--lesion-intensity-from: the contrast is the mean of the own lesions minus the median of the tissue
     2-5 mm around them, in the model's space; predicting with it equals predicting with those numbers."""

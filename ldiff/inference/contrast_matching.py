@@ -18,13 +18,26 @@ whole case at once (each synthetic lesion keeps its contrast relative to the oth
 Contrast is measured as for a scan's own lesions (:func:`ldiff.inference.lesion_intensity.own_lesion_shell`):
 the mean inside the lesion mask minus the median of the tissue 2-5 mm around it, here taken from the
 healthy input (the shell lies outside the painted region, so output and input agree there).
+
+By default (a training fingerprint with ``lesion_contrast_by_volume``) each synthetic lesion is matched
+on its own (:func:`match_each_lesion`) to the training lesions' contrast for its volume, against the
+white matter 2-5 mm around it: as the fingerprint measured the training lesions and as
+:mod:`ldiff.evaluation.synthesis_realism` scores synthetic ones (:mod:`ldiff.masks.rings`). Real
+lesions' contrast grows with their size (small ones about half as dark on T1w), which one contrast
+for the whole case cannot give.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Callable
+
 import numpy as np
 from scipy import ndimage
+
+from ldiff.masks.components import label_components
+from ldiff.masks.geometry import padded_box, spacing_for_array
+from ldiff.masks.rings import MIN_RING_VOXELS, RING_MM
 
 # Bounds of the factor applied to the model's change: beyond them the model's own pattern would be
 # more noise than lesion (scaled up) or vanish (scaled down); the remainder is shifted instead.
@@ -115,9 +128,67 @@ def relative_to_model_space(relative: np.ndarray, surroundings: np.ndarray, prop
     return np.asarray(targets, dtype=np.float64)
 
 
+def match_each_lesion(image: np.ndarray, painted: np.ndarray, lesions: np.ndarray, paint: np.ndarray,
+                      surroundings: np.ndarray, fallback: np.ndarray, properties: dict,
+                      fraction_for_volume: Callable[[float], np.ndarray]) -> tuple[np.ndarray, ContrastMatch | None]:
+    """:func:`match_lesion_contrast` per 26-connected lesion, each to the contrast its volume asks for.
+
+    Args:
+        image, painted: (C, Z, Y, X) the preprocessed input and the model's output (model space).
+        lesions, paint: bool (Z, Y, X), the lesions and the voxels painted; each painted voxel belongs
+            to its nearest lesion.
+        surroundings: bool (Z, Y, X), where a lesion's reference may lie (white matter outside ``paint``);
+            a lesion with fewer than :data:`MIN_RING_VOXELS` such voxels 2-5 mm around it takes the
+            ``fallback`` voxels (any brain tissue outside ``paint``) of that ring instead.
+        properties: the case's preprocessing properties (spacing; normaliser per channel).
+        fraction_for_volume: lesion volume (mm^3) -> (C,) contrast as a fraction of the reference level
+            in the scan's own units.
+
+    Returns:
+        the adjusted output, equal to ``painted`` outside ``paint``, and the lesions' reports averaged
+        with their volumes as weights (None where no lesion had any reference voxel).
+    """
+    spacing = tuple(float(v) for v in (properties.get("target_spacing") or properties.get("spacing") or (1, 1, 1)))
+    axis_spacing = spacing_for_array(spacing, lesions.ndim)
+    voxel_mm3 = float(np.prod(spacing))
+    labels, _ = label_components(lesions)
+    # Each painted voxel belongs to its nearest lesion (the dilated border between two lesions is split).
+    _, nearest = ndimage.distance_transform_edt(labels == 0, sampling=axis_spacing, return_indices=True)
+    owner = np.where(paint, labels[tuple(nearest)], 0)
+    pad = [int(np.ceil(RING_MM[1] / s)) + 2 for s in axis_spacing]
+    result = painted.astype(np.float32, copy=True)
+    reports, weights = [], []
+    for index, tight in enumerate(ndimage.find_objects(owner), start=1):
+        if tight is None:
+            continue
+        box = padded_box(tight, pad, lesions.shape)
+        lesion, region = labels[box] == index, owner[box] == index
+        distance = ndimage.distance_transform_edt(~lesion, sampling=axis_spacing)
+        ring = (distance >= RING_MM[0]) & (distance <= RING_MM[1]) & ~region
+        shell = ring & surroundings[box]
+        if np.count_nonzero(shell) < MIN_RING_VOXELS:
+            shell = ring & fallback[box]
+        if not lesion.any() or not shell.any():
+            continue
+        levels = np.median(image[(slice(None),) + box][:, shell], axis=1)
+        target = relative_to_model_space(fraction_for_volume(np.count_nonzero(lesion) * voxel_mm3), levels, properties)
+        adjusted, report = match_lesion_contrast(image[(slice(None),) + box], painted[(slice(None),) + box],
+                                                 lesion, region, shell, target)
+        result[(slice(None),) + box][:, region] = adjusted[:, region]
+        reports.append(report)
+        weights.append(np.count_nonzero(lesion))
+    if not reports:
+        return painted, None
+    averaged = [np.average(np.stack([getattr(r, name) for r in reports]), axis=0, weights=weights)
+                for name in ("painted", "target", "reached", "scale", "shift")]
+    return result, ContrastMatch(*averaged)
+
+
 def match_case_contrast(image: np.ndarray, painted: np.ndarray, mask: np.ndarray, paint: np.ndarray,
                         brain: np.ndarray, properties: dict, target: np.ndarray,
-                        relative_target: np.ndarray | None = None) -> tuple[np.ndarray, ContrastMatch | None]:
+                        relative_target: np.ndarray | None = None,
+                        fraction_for_volume: Callable[[float], np.ndarray] | None = None,
+                        wm_channel: int | None = None) -> tuple[np.ndarray, ContrastMatch | None]:
     """:func:`match_lesion_contrast` for one preprocessed case.
 
     Args:
@@ -130,6 +201,9 @@ def match_case_contrast(image: np.ndarray, painted: np.ndarray, mask: np.ndarray
         relative_target: (C,) or None: when given, it replaces ``target``: the contrast as a fraction
             of the surroundings' level in the scan's own units (-0.25 = 25 % darker than the tissue
             around the lesions), converted with :func:`relative_to_model_space`.
+        fraction_for_volume: when given, it replaces both: each lesion is matched on its own
+            (:func:`match_each_lesion`) to this fraction for its volume, against the white matter
+            around it (a three-class split of channel ``wm_channel``; the whole brain when None).
 
     Returns:
         the adjusted output, and the report; ``painted`` unchanged and None where the mask carries onto
@@ -141,6 +215,12 @@ def match_case_contrast(image: np.ndarray, painted: np.ndarray, mask: np.ndarray
     lesions = (coverage_in_preprocessed_space(mask.astype(bool), properties) >= 0.5) & paint
     if not lesions.any():  # lesions thinner than half a voxel of the model's grid: their painted region
         lesions = paint
+    if fraction_for_volume is not None:
+        from ldiff.preprocessing import derive_wm_mask
+
+        tissue = brain & ~paint
+        white = tissue if wm_channel is None else derive_wm_mask(image[wm_channel], tissue) & tissue
+        return match_each_lesion(image, painted, lesions, paint, white, tissue, properties, fraction_for_volume)
     shell = own_lesion_shell(lesions, properties) & brain & ~paint
     if not shell.any():
         return painted, None

@@ -16,7 +16,7 @@ many lesions sit).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -149,6 +149,37 @@ def relative_lesion_contrasts(model: LoadedModel, num_channels: int) -> np.ndarr
             raise _no_fingerprint(model, name)
         ratios.append((lesion - normal) / normal)
     return np.asarray(ratios, dtype=np.float64)
+
+
+# A volume bin of the fingerprint's lesion_contrast_by_volume sets a contrast only with at least this
+# many training lesions in it: fewer give no stable median.
+MIN_LESIONS_PER_VOLUME_BIN = 5
+
+
+def contrast_for_volume(model: LoadedModel, num_channels: int) -> Callable[[float], np.ndarray] | None:
+    """The training lesions' contrast to the white matter around them as a function of lesion volume,
+    or None where the training fingerprint does not give it (an older fingerprint, too few lesions).
+
+    The function maps a lesion's volume (mm^3) to (C,) fractions of the reference level (-0.2 = 20 %
+    darker): the fingerprint's median per volume bin (``lesion_contrast_by_volume``) at the bin's median
+    volume, interpolated linearly in log volume between bins and held constant beyond the outer ones.
+    """
+    names = model.channel_names or tuple(f"channel {c}" for c in range(num_channels))
+    table = (load_fingerprint(model) or {}).get("lesion_contrast_by_volume") or {}
+    points = [(float(entry["median_volume_mm3"]), [float(entry["median_contrast"][name]) for name in names])
+              for entry in table.get("bins", [])
+              if entry.get("lesions", 0) >= MIN_LESIONS_PER_VOLUME_BIN
+              and all(name in (entry.get("median_contrast") or {}) for name in names)]
+    if not points:
+        return None
+    log_volumes = np.log([volume for volume, _ in points])
+    fractions = np.array([values for _, values in points], dtype=np.float64)  # (bins, C)
+
+    def fraction(volume_mm3: float) -> np.ndarray:
+        where = np.log(max(float(volume_mm3), 1e-6))
+        return np.array([np.interp(where, log_volumes, fractions[:, c]) for c in range(fractions.shape[1])])
+
+    return fraction
 
 
 def lesion_intensities(model: LoadedModel, image: np.ndarray, brain: np.ndarray,

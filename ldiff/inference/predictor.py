@@ -64,7 +64,7 @@ from ldiff.diffusion import paint_coarse_lesion
 from ldiff.errors import LdiffError
 from ldiff.io.cases import cast_to_dtype
 from ldiff.inference.contrast_matching import ContrastMatch, match_case_contrast
-from ldiff.inference.lesion_intensity import lesion_levels, relative_lesion_contrasts
+from ldiff.inference.lesion_intensity import contrast_for_volume, lesion_levels, relative_lesion_contrasts
 from ldiff.inference.model_loading import LoadedModel, load_fingerprint, load_model
 from ldiff.inference.roi import (BACKGROUND, RoiPlan, coverage_in_preprocessed_space, extract,
                                  group_batches, paste_owned, plan_rois)
@@ -143,7 +143,10 @@ class Predictor:
         line = line if views == ("axial",) else line + f" in each of {len(views)} views ({', '.join(views)})"
         if self.t0 is not None and self.model.task.warm_starts:
             line += f", warm start: smooth fill noised to t0={self.t0}"
-        matched = self.can_match_contrast and (self.options.match_contrast or load_fingerprint(self.model) is not None)
+        fingerprint = load_fingerprint(self.model) if self.can_match_contrast else None
+        if fingerprint is not None and fingerprint.get("lesion_contrast_by_volume"):
+            return line + ", lesion contrast matched per lesion by its volume"
+        matched = self.can_match_contrast and (self.options.match_contrast or fingerprint is not None)
         return line + (", lesion contrast matched" if matched else "")
 
     @property
@@ -272,7 +275,7 @@ class Predictor:
         if lesion_intensity_from is not None and lesion_intensity_from.shape != mask.shape:
             raise LdiffError(f"the scan's own lesion mask has shape {lesion_intensity_from.shape}, {mask_name} "
                              f"{mask.shape}: both must be on the image's grid.")
-        levels = relative = None
+        levels = relative = by_volume = None
         # Matching is the default (match_contrast None) as well as when asked for: chosen by measurement
         # on the example test phantoms and two real patients, documentation/prediction.md#lesion-contrast-synthesis.
         match = self.can_match_contrast
@@ -285,6 +288,9 @@ class Predictor:
                 # scan's own tissue level: a share of the percentile range would not carry over between scanners.
                 if match and lesion_intensity is None and lesion_intensity_from is None:
                     relative = relative_lesion_contrasts(model, len(images))
+                    # Where the fingerprint says how the training lesions' contrast depends on their
+                    # size, each lesion gets the contrast of its size (contrast_matching's docstring).
+                    by_volume = contrast_for_volume(model, len(images))
             except LdiffError as error:
                 if model.task.takes_lesion_intensity:
                     raise
@@ -307,7 +313,8 @@ class Predictor:
         painted, num_crops = fill_along_views(start, paint, self.views, seed, sample_one_view)
         contrast = None
         if match and levels is not None:
-            painted, contrast = match_case_contrast(start, painted, mask, paint, brain, properties, levels, relative)
+            painted, contrast = match_case_contrast(start, painted, mask, paint, brain, properties, levels, relative,
+                                                    by_volume, model.description.get("wm_channel"))
             if contrast is not None:  # what the model painted and what it was set to, for the user's log
                 logger.info("lesion contrast matched (model's [-1, 1] space): %s", contrast.as_dict())
         painted_on_grid = sitk.GetArrayFromImage(restore_to_original(paint, properties, None, is_mask=True)) > 0

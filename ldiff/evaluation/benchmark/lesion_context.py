@@ -4,7 +4,7 @@ A real scan has no lesion-free twin, so the benchmark judges lesions against the
 
 * :func:`tissue_classes`: a three-class intensity split (k-means) of a T1-weighted channel inside
   the brain, lesions left out of the clustering (0 = background, 1 = darkest (CSF), 2 = GM, 3 = WM).
-* :func:`lesion_rings`: every 26-connected lesion with the NAWM voxels between ``inner_mm`` and
+* :func:`~ldiff.masks.rings.lesion_rings`: every 26-connected lesion with the NAWM voxels between ``inner_mm`` and
   ``outer_mm`` of it (other lesions and their own surroundings excluded).
 * :func:`residual_contrast`: mean intensity inside each lesion against the median of its ring, in %
   of that median: about 0 for a perfect fill, the lesion contrast for the unfilled scan.
@@ -15,19 +15,16 @@ partial-volume lesion signal, which would pull the reference towards the lesion.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from ldiff.masks.components import label_components
-from ldiff.masks.geometry import Spacing, padded_box, spacing_for_array
+from ldiff.masks.geometry import Spacing, spacing_for_array
+from ldiff.masks.rings import MIN_RING_VOXELS, RING_MM, LesionRing, lesion_rings, ring_contrasts  # noqa: F401 (re-exported)
 from ldiff.preprocessing.brain_masks import assign_to_centres, derive_brain_mask, kmeans_1d
 
 WM_CLASS = 3
-RING_MM = (2.0, 5.0)
-# A ring with fewer NAWM voxels than this gives no reliable reference level; the lesion is skipped.
-MIN_RING_VOXELS = 10
 
 
 def tissue_centres(t1: np.ndarray, lesion: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -56,40 +53,6 @@ def tissue_classes(t1: np.ndarray, lesion: np.ndarray, brain: np.ndarray | None 
 
 
 @dataclass(frozen=True)
-class LesionRing:
-    """One lesion seen through a crop: ``box`` (slices of the volume), ``inside`` and ``ring`` (bool crops)."""
-
-    box: tuple[slice, ...]
-    inside: np.ndarray
-    ring: np.ndarray
-
-
-def lesion_rings(lesion: np.ndarray, nawm: np.ndarray, spacing: Spacing | None,
-                 ring_mm: tuple[float, float] = RING_MM, avoid: np.ndarray | None = None) -> Iterator[LesionRing]:
-    """Each 26-connected lesion of ``lesion`` with its NAWM ring (see the module docstring).
-
-    ``nawm``: bool (Z, Y, X), the tissue a ring may use. ``avoid``: voxels never in a ring besides
-    the lesions themselves (e.g. the real lesions of a scan whose transplanted lesions are ringed).
-    Voxels within ``ring_mm[0]`` of any lesion are excluded, so a neighbour's rim is not NAWM either.
-    """
-    lesion = np.asarray(lesion, dtype=bool)
-    axis_spacing = spacing_for_array(spacing, lesion.ndim)
-    labels, count = label_components(lesion)
-    boxes = ndimage.find_objects(labels)
-    pad = [int(np.ceil(ring_mm[1] / s)) + 1 for s in axis_spacing]
-    blocked = lesion if avoid is None else lesion | np.asarray(avoid, dtype=bool)
-    for index, tight in enumerate(boxes, start=1):
-        if tight is None:
-            continue
-        box = padded_box(tight, pad, lesion.shape)
-        inside = labels[box] == index
-        distance = ndimage.distance_transform_edt(~inside, sampling=axis_spacing)
-        near_any = ndimage.distance_transform_edt(~blocked[box], sampling=axis_spacing) < ring_mm[0]
-        ring = (distance >= ring_mm[0]) & (distance <= ring_mm[1]) & nawm[box] & ~near_any
-        yield LesionRing(box, inside, ring)
-
-
-@dataclass(frozen=True)
 class ContrastSummary:
     """Residual contrast of the lesions of one scan channel.
 
@@ -111,17 +74,8 @@ def residual_contrast(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray,
     ``nawm``: where rings may lie. Lesions whose ring holds fewer than :data:`MIN_RING_VOXELS` voxels
     or whose ring median is not positive are left out. NaN summaries when no lesion is usable.
     """
-    channel = np.asarray(channel, dtype=np.float64)
-    rows = []
-    for found in lesion_rings(lesion, nawm, spacing, ring_mm):
-        ring_values = channel[found.box][found.ring]
-        if ring_values.size < MIN_RING_VOXELS:
-            continue
-        level = float(np.median(ring_values))
-        if level <= 0:
-            continue
-        inside = channel[found.box][found.inside]
-        rows.append((int(inside.size), 100.0 * (float(inside.mean()) - level) / level))
+    rows = [(voxels, 100.0 * float(fraction[0]))
+            for voxels, fraction in ring_contrasts(np.asarray(channel)[None], lesion, nawm, spacing, ring_mm)]
     if not rows:
         return ContrastSummary((), float("nan"), float("nan"))
     weights = np.array([voxels for voxels, _ in rows], dtype=np.float64)
