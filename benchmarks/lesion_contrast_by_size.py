@@ -5,8 +5,8 @@
 Each lesion's contrast per channel against the median of the normal-appearing white matter 2-5 mm
 around it (:func:`ldiff.masks.rings.ring_contrasts`, the definition of the training fingerprint's
 ``lesion_contrast_by_volume`` and of the synthesis realism score), grouped in the fingerprint's volume
-bins: the volume-weighted mean (as the realism score weights lesions) and the median over lesions (what
-the fingerprint stores and synthesis matches each lesion to). For the real patients of
+bins: the volume-weighted mean (as the realism score weights lesions), the mean over lesions (what the
+fingerprint stores and synthesis matches each lesion to) and the median. For the real patients of
 ../shared/data/open_ms_data (Lesjak et al. 2017, *Neuroinformatics*, doi:10.1007/s12021-017-9348-7,
 CC-BY; read in place; NAWM from a three-class split of T1w, as the score takes it) and the example
 dataset's training and test cases (NAWM from their tissue maps). Writes lesion_contrast_by_size.md and
@@ -63,6 +63,7 @@ def by_bin(rows: list[list[float]]) -> list[dict]:
             for c, name in enumerate(CHANNELS):
                 values = inside[:, 1 + c]
                 entry[name] = {"weighted_mean_pct": round(100 * float(np.average(values, weights=inside[:, 0])), 1),
+                               "mean_pct": round(100 * float(np.mean(values)), 1),
                                "median_pct": round(100 * float(np.median(values)), 1)}
         entries.append(entry)
     return entries
@@ -97,11 +98,12 @@ def main() -> None:
     lines = ["# Lesion contrast by lesion size\n",
              f"Command: `{record['command']}`  \nCommit {record['commit']}, {record['hardware']}, {record['date']}.\n",
              "Contrast (%) of each lesion against the median of the NAWM 2-5 mm around it: volume-weighted mean "
-             "/ median over lesions (number of lesions).\n"]
+             "/ mean / median over lesions (number of lesions).\n"]
     for channel in CHANNELS:
         lines += [f"## {channel}\n", f"| set | {header} |", "|---" * (len(bins) + 1) + "|"]
         for name, entries in record["sets"].items():
-            cells = [f"{e[channel]['weighted_mean_pct']:+.1f} / {e[channel]['median_pct']:+.1f} ({e['lesions']})"
+            cells = [f"{e[channel]['weighted_mean_pct']:+.1f} / {e[channel]['mean_pct']:+.1f} / "
+                     f"{e[channel]['median_pct']:+.1f} ({e['lesions']})"
                      if e["lesions"] else "-" for e in entries]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -131,10 +131,10 @@ def test_the_default_contrast_is_the_training_lesions_against_their_white_matter
 def test_the_contrast_by_volume_interpolates_the_fingerprint_in_log_volume(monkeypatch):
     import ldiff.inference.lesion_intensity as module
 
-    bins = [{"lesions": 10, "median_volume_mm3": 10.0, "median_contrast": {"T1w": -0.1, "FLAIR": 0.2}},
-            {"lesions": 4, "median_volume_mm3": 50.0, "median_contrast": {"T1w": -0.9, "FLAIR": 0.9}},  # too few
+    bins = [{"lesions": 10, "geometric_mean_volume_mm3": 10.0, "mean_contrast": {"T1w": -0.1, "FLAIR": 0.2}},
+            {"lesions": 4, "geometric_mean_volume_mm3": 50.0, "mean_contrast": {"T1w": -0.9, "FLAIR": 0.9}},  # too few
             {"lesions": 0},
-            {"lesions": 6, "median_volume_mm3": 1000.0, "median_contrast": {"T1w": -0.4, "FLAIR": 0.6}}]
+            {"lesions": 6, "geometric_mean_volume_mm3": 1000.0, "mean_contrast": {"T1w": -0.4, "FLAIR": 0.6}}]
     model = SimpleNamespace(channel_names=("T1w", "FLAIR"), folder="m")
     monkeypatch.setattr(module, "load_fingerprint", lambda _: {"lesion_contrast_by_volume": {"bins": bins}})
     fraction = module.contrast_for_volume(model, 2)

@@ -136,7 +136,7 @@ def test_hand_made_nnunet_dataset_plans_and_preprocesses(data_roots):
             assert t1_fraction == pytest.approx(-0.55, abs=0.01) and flair_fraction == pytest.approx(1.0, abs=0.03)
     by_volume = fingerprint["lesion_contrast_by_volume"]
     assert [entry["lesions"] for entry in by_volume["bins"]] == [0, 0, 4, 0, 0]  # 147.6 mm^3 in 100-300
-    assert by_volume["bins"][2]["median_contrast"]["T1w"] == pytest.approx(-0.55, abs=0.01)
+    assert by_volume["bins"][2]["mean_contrast"]["T1w"] == pytest.approx(-0.55, abs=0.01)
     data = output / plans["data_identifier"]
     with np.load(data / "case_001.npz") as arrays:
         image, lesion = arrays["image"], arrays["lesion"]

@@ -296,7 +296,7 @@ def test_with_a_contrast_by_volume_each_lesion_is_matched_against_its_own_white_
         "intensity_median_of_cases": {name: {"lesion": {"50": 350.0}, "nawm": {"50": 500.0},
                                              "brain": {low: 100.0, high: 1100.0}} for name in names},
         "lesion_contrast_by_volume": {"bins": [
-            {"lesions": 9, "median_volume_mm3": 100.0, "median_contrast": dict(zip(names, (-0.2, 0.3)))}]}}
+            {"lesions": 9, "geometric_mean_volume_mm3": 100.0, "mean_contrast": dict(zip(names, (-0.2, 0.3)))}]}}
     monkeypatch.setattr(lesion_intensity, "load_fingerprint", lambda _: fingerprint)
     result = predictor.predict(images, lesion, seed=5)
     region, _ = expected_output(predictor, images, lesion)

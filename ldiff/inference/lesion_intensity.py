@@ -152,7 +152,7 @@ def relative_lesion_contrasts(model: LoadedModel, num_channels: int) -> np.ndarr
 
 
 # A volume bin of the fingerprint's lesion_contrast_by_volume sets a contrast only with at least this
-# many training lesions in it: fewer give no stable median.
+# many training lesions in it: fewer give no stable mean.
 MIN_LESIONS_PER_VOLUME_BIN = 5
 
 
@@ -161,15 +161,16 @@ def contrast_for_volume(model: LoadedModel, num_channels: int) -> Callable[[floa
     or None where the training fingerprint does not give it (an older fingerprint, too few lesions).
 
     The function maps a lesion's volume (mm^3) to (C,) fractions of the reference level (-0.2 = 20 %
-    darker): the fingerprint's median per volume bin (``lesion_contrast_by_volume``) at the bin's median
-    volume, interpolated linearly in log volume between bins and held constant beyond the outer ones.
+    darker): the fingerprint's mean per volume bin (``lesion_contrast_by_volume``) at the bin's
+    geometric mean volume, interpolated linearly in log volume between bins and held constant beyond
+    the outer ones.
     """
     names = model.channel_names or tuple(f"channel {c}" for c in range(num_channels))
     table = (load_fingerprint(model) or {}).get("lesion_contrast_by_volume") or {}
-    points = [(float(entry["median_volume_mm3"]), [float(entry["median_contrast"][name]) for name in names])
+    points = [(float(entry["geometric_mean_volume_mm3"]), [float(entry["mean_contrast"][name]) for name in names])
               for entry in table.get("bins", [])
               if entry.get("lesions", 0) >= MIN_LESIONS_PER_VOLUME_BIN
-              and all(name in (entry.get("median_contrast") or {}) for name in names)]
+              and all(name in (entry.get("mean_contrast") or {}) for name in names)]
     if not points:
         return None
     log_volumes = np.log([volume for volume, _ in points])
