@@ -1,6 +1,6 @@
 """How wide a scan's intensity range is against its typical brain level, and what lesions do to it.
 
-    python benchmarks/intensity_range.py -o documentation/results/synthesis_shipped/intensity_range
+    python benchmarks/intensity_range.py -o documentation/results/synthesis_case_matching/intensity_range
 
 Lesion-contrast matching once set a contrast as a share of the normaliser's range (brain percentiles
 0.5 to 99.5); that share means a larger contrast in % on a scan whose range is wide against its tissue

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--lesion-contrast", choices=("auto", "match", "model"), default="auto",
                           help="cond_synth: match sets the painted lesions' contrast to their surroundings after "
                           "sampling to the one asked for (--lesion-intensity as a contrast, --lesion-intensity-from, "
-                          "else the training lesions'); model keeps the model's own; auto (default): match, or the "
+                          "else the training lesions' for each lesion's volume); model keeps the model's own; auto (default): match, or the "
                           "model's own where it has no training fingerprint")
     sampling.add_argument("--batch-size", type=int, help="samples per network call, --num-samples draws of a crop included "
                           "(default: the training batch size; at most 8 on a CPU)")
