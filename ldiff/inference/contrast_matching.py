@@ -29,7 +29,6 @@ for the whole case cannot give.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Callable
 
 import numpy as np
@@ -152,9 +151,14 @@ def match_each_lesion(image: np.ndarray, painted: np.ndarray, lesions: np.ndarra
     axis_spacing = spacing_for_array(spacing, lesions.ndim)
     voxel_mm3 = float(np.prod(spacing))
     labels, _ = label_components(lesions)
-    # Each painted voxel belongs to its nearest lesion (the dilated border between two lesions is split).
-    _, nearest = ndimage.distance_transform_edt(labels == 0, sampling=axis_spacing, return_indices=True)
-    owner = np.where(paint, labels[tuple(nearest)], 0)
+    # Each painted voxel belongs to its nearest lesion (the dilated border between two lesions is split);
+    # searched within the painted region's bounding box, which holds every lesion.
+    owner = np.zeros(labels.shape, np.int32)
+    extent = ndimage.find_objects(paint.astype(np.uint8))
+    if extent and extent[0] is not None:
+        near = labels[extent[0]]
+        _, nearest = ndimage.distance_transform_edt(near == 0, sampling=axis_spacing, return_indices=True)
+        owner[extent[0]] = np.where(paint[extent[0]], near[tuple(nearest)], 0)
     pad = [int(np.ceil(RING_MM[1] / s)) + 2 for s in axis_spacing]
     result = painted.astype(np.float32, copy=True)
     reports, weights = [], []
