@@ -144,3 +144,17 @@ def test_the_contrast_by_volume_interpolates_the_fingerprint_in_log_volume(monke
     assert fraction(1e5).tolist() == pytest.approx([-0.4, 0.6])
     monkeypatch.setattr(module, "load_fingerprint", lambda _: {"intensity_median_of_cases": {}})
     assert module.contrast_for_volume(model, 2) is None  # an older fingerprint: matching falls back
+
+
+def test_the_shipped_synthesis_model_paints_small_lesions_fainter_than_large_ones():
+    """Its fingerprint carries the training lesions' contrast by volume (real lesions fade with size):
+    T1w darker and FLAIR brighter than the white matter at every size, both stronger for larger lesions."""
+    from ldiff.inference.lesion_intensity import contrast_for_volume
+    from ldiff.inference.model_loading import demo_models_root
+
+    model = SimpleNamespace(channel_names=("T1w", "FLAIR"), folder=demo_models_root() / "t1_flair_cond_synth",
+                            description={})
+    fraction = contrast_for_volume(model, 2)
+    assert fraction is not None
+    small, large = fraction(5.0), fraction(500.0)
+    assert large[0] < small[0] < 0 and large[1] > small[1] > 0
