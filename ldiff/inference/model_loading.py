@@ -17,6 +17,7 @@ the choices.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,8 +279,16 @@ def use_channels_last_weights(network: nn.Module) -> None:
             module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
 
 
+@functools.lru_cache(maxsize=4)
+def _read_fingerprint(path: str, modified_ns: int) -> dict[str, Any]:
+    """One read per file version: prediction asks for the fingerprint several times per case (lesion
+    levels, the contrast targets, the sampling description). Callers must not modify the result."""
+    return load_json(Path(path))
+
+
 def load_fingerprint(model: LoadedModel) -> dict[str, Any] | None:
-    """The training dataset's ``fingerprint.json``: beside the model, else in ``$ldiff_preprocessed``; or None."""
+    """The training dataset's ``fingerprint.json``: beside the model, else in ``$ldiff_preprocessed``; or None.
+    The result is shared between calls (read once per file version): read it, do not modify it."""
     places = [model.folder / "fingerprint.json"]
     dataset_name = model.description.get("dataset_name")
     if dataset_name:
@@ -290,7 +299,7 @@ def load_fingerprint(model: LoadedModel) -> dict[str, Any] | None:
     for place in places:
         if place.is_file():
             try:
-                return load_json(place)
+                return _read_fingerprint(str(place.resolve()), place.stat().st_mtime_ns)
             except (OSError, ValueError):
                 logger.warning("%s: unreadable, lesion intensities fall back to --lesion-intensity defaults", place)
     return None
