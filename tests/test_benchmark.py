@@ -160,6 +160,20 @@ def test_a_perfect_filler_scores_infinite_psnr_and_the_painted_input_does_not():
     assert perfect["thesis_ssim_in"] == pytest.approx(1.0)
     assert math.isfinite(copy["thesis_psnr_in"]) and copy["thesis_psnr_in"] < 40
     assert copy["thesis_ssim_in"] < 0.99
+    assert perfect["level_error_pct"] == 0.0
+    assert copy["level_error_pct"] < 0  # the painted T1 lesions are darker than the tissue they replaced
+
+
+def test_the_level_error_is_the_regions_mean_against_the_truths_in_percent():
+    images, lesion = phantom()
+    case = make_transplanted_case(images, lesion, SPACING, np.random.default_rng(1), 0, None, SETTINGS)
+    truth = case.truth[0]
+    brighter = truth.copy()
+    brighter[case.mask] *= 1.05  # 5 % too bright inside, untouched outside (not scored)
+    brighter[~case.mask] = 0.0
+    assert score_channel(brighter, truth, case.mask, lpips=False)["level_error_pct"] == pytest.approx(5.0, abs=1e-9)
+    darker = truth - 0.02 * float(truth[case.mask].mean())  # the region's mean 2 % too low
+    assert score_channel(darker, truth, case.mask, lpips=False)["level_error_pct"] == pytest.approx(-2.0, abs=1e-9)
 
 
 def test_no_room_and_no_shapes_are_one_sentence_errors():

@@ -30,7 +30,7 @@ from ldiff.io import atomic_path, save_json_atomic
 
 SUMMARY_COLUMNS = (("thesis_ssim_in", "thesis SSIM"), ("thesis_psnr_in", "thesis PSNR"),
                    ("brats_ssim_in", "BraTS SSIM"), ("brats_psnr_in", "BraTS PSNR"), ("lpips", "LPIPS"),
-                   ("seconds", "s/case"))
+                   ("level_error_pct", "level error %"), ("seconds", "s/case"))
 REAL_COLUMNS = (("residual_contrast_abs_pct", "|residual contrast| %"),
                 ("residual_contrast_signed_pct", "signed contrast %"), ("wm_fraction", "WM fraction"),
                 ("seconds", "s/case"))
@@ -96,6 +96,7 @@ def markdown_table(summary: Sequence[dict[str, Any]], columns: Sequence[tuple[st
         cells = [entry["method"], entry["channel"], str(entry["cases"])]
         for key, _ in columns:
             digits = 1 if key == "seconds" or key.endswith("_pct") else (2 if "psnr" in key else 3)
+            digits = 2 if key == "level_error_pct" else digits  # fills are within a few % of the truth
             cells.append(_cell(entry.get(key), entry.get(f"{key}_std"), digits))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

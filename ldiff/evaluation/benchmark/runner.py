@@ -86,13 +86,19 @@ def resolve_dilation(runners: Sequence[MethodRunner], requested: int | None, num
 
 
 def score_channel(prediction: np.ndarray, truth: np.ndarray, region: np.ndarray, lpips: bool) -> dict[str, float]:
-    """In-region metrics of one channel in both protocols (``thesis_*``, ``brats_*``, ``lpips``)."""
+    """In-region metrics of one channel in both protocols (``thesis_*``, ``brats_*``, ``lpips``) and
+    ``level_error_pct``: the region's mean intensity against the truth's, in % of the truth's (negative =
+    the fill is too dark). Squared-error scores mix a wrong level with wrong structure; this says which
+    way a method's level leans on a scanner, which a user can check before trusting it."""
     from ldiff.evaluation.metrics import brats_metrics, thesis_metrics
 
     thesis = thesis_metrics(prediction, truth, region, (float(truth.min()), float(truth.max())), include_lpips=lpips)
     brats = brats_metrics(prediction, truth, region)
     row = {f"thesis_{key}": thesis[key] for key in ("ssim_in", "psnr_in", "mse_in")}
     row.update({f"brats_{key}": brats[key] for key in ("ssim_in", "psnr_in", "mse_in")})
+    true_level = float(np.mean(truth[region]))
+    row["level_error_pct"] = (100.0 * (float(np.mean(prediction[region])) - true_level) / abs(true_level)
+                              if true_level else math.nan)
     if lpips:
         row["lpips"] = thesis["lpips_crops"]
     return row
@@ -252,7 +258,7 @@ def run_benchmark(cases: Sequence[BenchmarkCase], channel_names: Sequence[str] |
         results.append(benchmark_case(load_case(case), names, runners, settings, dilate_mm, t1, shapes))
     rows = [row for result in results for row in result["rows"]]
     real_rows = [row for result in results for row in result["real_rows"]]
-    quality = [key for key in rows[0] if key.startswith(("thesis_", "brats_", "lpips"))] + ["seconds"]
+    quality = [key for key in rows[0] if key.startswith(("thesis_", "brats_", "lpips", "level_"))] + ["seconds"]
     result = {
         "command": command, "settings": {**asdict(settings), "dilate_mm": dilate_mm, "t1_channel": names[t1]},
         "methods": [spec.label for spec in methods], "models": [runner.describe() for runner in runners],
