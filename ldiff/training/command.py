@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-every", type=int, help="steps per training_log.json entry (default 10)")
     parser.add_argument("--lesion-shapes-from", metavar="DATASET",
                         help="filling tasks: borrow real lesion shapes from another preprocessed dataset")
-    parser.add_argument("--augmentation", choices=("default", "strong"),
+    parser.add_argument("--augmentation", choices=("default", "strong", "strong_rim"),
                         help="strong: wider intensity, contrast, gamma, noise and bias-field augmentation, for models "
-                             "that must work on other scanners (default: default)")
+                             "that must work on other scanners; strong_rim: and, for filling, a lesion's partial-volume "
+                             "rim beside the training masks half of the time (default: default)")
     parser.add_argument("--slice-axes", choices=("axial", "all"),
                         help="all: draw training slices from axial, coronal and sagittal views, so that prediction can "
                              "fill along all three and average them (default: axial)")

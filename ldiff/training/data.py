@@ -40,7 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ldiff.masks import LesionLibrary, MaskSampler
+from ldiff.masks import LesionLibrary, MaskSampler, dilate_mask
 from ldiff.slice_views import MIRRORABLE_VIEWS, check_views, to_view
 from ldiff.tasks import Task
 from ldiff.training.augmentation import (
@@ -48,6 +48,7 @@ from ldiff.training.augmentation import (
     NO_SPATIAL_CHANGE,
     AugmentationParameters,
     augment_intensity,
+    paint_context_rim,
     draw_spatial,
     warp_stack,
     window_start,
@@ -238,6 +239,10 @@ class SampleSource:
             warped_image, lesion, wm, brain = warped_image[:, 0], lesion[0], wm[0], brain[0]
         paint, loss = (masks or self.task.training_masks)(lesion, wm, brain, rng, self.mask_sampler,
                                                           self.dilation_radius, self.spacing)
+        if self.augment and self.augmentation.rim_probability > 0:
+            # Around the synthetic masks only: real lesions bring their own rim (and synthesis paints them).
+            synthetic = (loss > 0) & ~dilate_mask(lesion, self.dilation_radius, self.spacing)
+            warped_image = paint_context_rim(warped_image, paint, synthetic, brain, rng, self.augmentation)
         return TrainingSample(
             image=np.ascontiguousarray(warped_image, dtype=np.float32),
             paint_mask=paint[None].astype(np.float32),

@@ -24,6 +24,9 @@ from ldiff.errors import LdiffError
 from ldiff.io import load_json
 from ldiff.tasks import TASKS, Task, get_task
 
+# ldiff.training.augmentation.AUGMENTATION_PRESETS's names (not imported: settings stay light for the CLI).
+AUGMENTATION_NAMES = ("default", "strong", "strong_rim")
+
 logger = logging.getLogger("ldiff")
 
 DEFAULT_SEED = 12345
@@ -55,8 +58,9 @@ class TrainingSettings:
         num_workers: data-loading worker processes per training process (0 = in-process).
         lesion_shapes_from: another preprocessed dataset whose real lesion shapes the filling tasks
             borrow for their masks (for healthy-only datasets).
-        augmentation: ``"default"`` or ``"strong"`` (see ``ldiff.training.augmentation``); strong
-            intensity, contrast, noise and bias-field augmentation for models that must generalise.
+        augmentation: ``"default"``, ``"strong"`` or ``"strong_rim"`` (see ``ldiff.training.augmentation``);
+            strong: intensity, contrast, noise and bias-field augmentation for models that must generalise;
+            strong_rim: and a lesion's partial-volume rim beside filling masks half of the time.
         slice_axes: ``"axial"`` (slices along the plans' slice axis) or ``"all"`` (axial, coronal and
             sagittal slices drawn uniformly; see ``ldiff.slice_views``): a model trained on all can fill
             along each view at prediction and average them.
@@ -105,8 +109,8 @@ class TrainingSettings:
             problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.augmentation not in ("default", "strong"):
-            problems.append(f"augmentation must be default or strong, got {self.augmentation!r}")
+        if self.augmentation not in AUGMENTATION_NAMES:
+            problems.append(f"augmentation must be one of {', '.join(AUGMENTATION_NAMES)}, got {self.augmentation!r}")
         if self.slice_axes not in SLICE_AXES:
             problems.append(f"slice_axes must be axial or all, got {self.slice_axes!r}")
         if self.pretrained_weights is not None and (not isinstance(self.pretrained_weights, str)
