@@ -439,3 +439,29 @@ def test_views_default_to_the_models_training_and_split_the_default_draws(models
         Predictor.from_folder(folder, views="all")
     with pytest.raises(LdiffError, match="unknown view 'oblique'"):
         Predictor.from_folder(folder, views=("oblique",))
+
+
+def test_mask_voxels_outside_the_derived_brain_are_filled_too(models, case):
+    """A lesion at the brain's edge that an intensity split calls background (here: T1 set to the
+    background value) is still filled, and nothing outside the dilated mask changes."""
+    from scipy import ndimage
+
+    images, lesion = case
+    t1, flair = arrays_of(images)
+    brain = t1 != 0
+    edge = brain & ~ndimage.binary_erosion(brain)
+    lows, highs = np.argwhere(brain).min(0), np.argwhere(brain).max(0)
+    candidates = [tuple(v) for v in np.argwhere(edge) if np.all(v > lows + 2) and np.all(v < highs - 2)]
+    dark = np.zeros_like(lesion)
+    for voxel in candidates[:: max(1, len(candidates) // 6)][:6]:
+        dark[voxel] = True
+    t1 = t1.copy()
+    t1[dark] = 0  # background to the brain mask, inside the image's bounding box
+    mask = lesion | dark
+    filled = Predictor.from_folder(models[("cond_fill", "2d")], **FAST).predict(
+        [as_image(t1, np.int16), as_image(flair)], mask).images
+    out_t1, out_flair = arrays_of(filled)
+    assert dark.sum() >= 4 and np.all(out_t1[dark] != 0)
+    outside = ~dilated(mask)
+    np.testing.assert_array_equal(out_t1[outside], t1[outside])
+    np.testing.assert_array_equal(out_flair[outside], flair[outside])

@@ -183,6 +183,25 @@ def test_derived_brain_mask_fills_holes_and_drops_specks():
     np.testing.assert_array_equal(derive_brain_mask(t1), volumes["brain"])
 
 
+def test_derived_brain_mask_keeps_a_ventricle_open_to_the_outside_on_a_zero_background_with_undershoot():
+    """A resampled skull-stripped scan: background exactly 0, a few negative voxels at the brain's edge
+    (interpolation undershoot, so 0 is not the minimum), and a dark CSF channel from the ventricle to
+    the outside; Otsu's threshold would cut the ventricle and the channel out of the brain."""
+    volumes = phantom()
+    t1 = volumes["t1"].astype(np.float32)
+    tissue = volumes["tissue"]
+    centre = [n // 2 for n in t1.shape]
+    channel = np.zeros(t1.shape, bool)
+    channel[centre[0], centre[1], centre[2]:] = True  # from the ventricle's centre out of the head
+    channel &= volumes["brain"]
+    t1[channel | (tissue == CSF)] = 60.0
+    edge = volumes["brain"] & ~ndimage.binary_erosion(volumes["brain"])
+    t1[tuple(np.argwhere(edge)[:5].T)] = -40.0  # undershoot: the minimum is not the background
+    brain = derive_brain_mask(t1)
+    np.testing.assert_array_equal(brain, volumes["brain"])
+    assert np.all(brain[tissue == CSF]) and np.all(brain[channel])
+
+
 def test_derived_brain_mask_uses_otsu_on_a_noisy_background():
     volumes = phantom()
     noisy = volumes["t1"].astype(float) + np.random.default_rng(1).normal(0, 5, volumes["t1"].shape)

@@ -267,11 +267,17 @@ class Predictor:
         region = dilate_mask(mask, spacing=geometry.spacing, shape=dilation["shape"], radius_mm=dilation["radius_mm"])
         arrays, properties = preprocess_images(images, None, None, model.preprocessing_config, None, image_name)
         brain = arrays["brain"].astype(bool)
-        if not (coverage_in_preprocessed_space(mask, properties) > COVERAGE_THRESHOLD)[brain].any():
+        in_mask = coverage_in_preprocessed_space(mask, properties) > COVERAGE_THRESHOLD
+        if not in_mask[brain].any():
             raise LdiffError(f"{mask_name}: no mask voxel lies inside the brain found in the image; check that the "
                              f"mask belongs to this image (same subject, same space).")
+        if (in_mask & ~brain).any():
+            # A dark lesion beside the ventricles can fall outside the brain an intensity split finds; the
+            # mask says it is tissue, and left out it would stay unfilled.
+            logger.info("%s: %d mask voxels lie outside the brain found in the image; they are filled too.",
+                        mask_name, int(np.count_nonzero(in_mask & ~brain)))
         coverage = coverage_in_preprocessed_space(region, properties)
-        paint = (coverage > COVERAGE_THRESHOLD) & brain
+        paint = ((coverage > COVERAGE_THRESHOLD) & brain) | in_mask
         if lesion_intensity_from is not None and lesion_intensity_from.shape != mask.shape:
             raise LdiffError(f"the scan's own lesion mask has shape {lesion_intensity_from.shape}, {mask_name} "
                              f"{mask.shape}: both must be on the image's grid.")

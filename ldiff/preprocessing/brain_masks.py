@@ -13,8 +13,8 @@ import numpy as np
 from scipy import ndimage
 
 TISSUE_WM = 3
-# Share of voxels that must sit exactly at the image minimum for the image to count as
-# skull-stripped with a constant background (then "brain" is simply "above the minimum").
+# Share of voxels that must sit exactly at one value (the image minimum, or 0) for the image to count
+# as skull-stripped with a constant background (then "brain" is simply "not that value").
 _CONSTANT_BACKGROUND_FRACTION = 0.05
 # The k-means loop stops when no centre moves by more than this fraction of the intensity range.
 _KMEANS_TOLERANCE = 1e-6
@@ -71,17 +71,30 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
+def _constant_background(image: np.ndarray) -> float | None:
+    """The image's constant background value (its minimum, else 0), or None if no such value covers
+    :data:`_CONSTANT_BACKGROUND_FRACTION` of the voxels."""
+    for candidate in (image.min(), 0):
+        if np.mean(image == candidate) >= _CONSTANT_BACKGROUND_FRACTION:
+            return candidate
+    return None
+
+
 def derive_brain_mask(image: np.ndarray, lesion: np.ndarray | None = None) -> np.ndarray:
     """Brain mask of a (skull-stripped) image: foreground, largest component, holes filled.
 
-    Foreground is "above the minimum" when the background is one constant value (typical after skull
-    stripping: zeros), else "above Otsu's threshold". The largest component drops isolated noise;
-    filling holes keeps dark enclosed structures (ventricles, hypointense lesions) inside.
+    Foreground is "not the background value" when the background is one constant value (typical
+    after skull stripping: zeros; the minimum, or 0 when a resampled scan's interpolation undershoots
+    below it at the brain's edge), else "above Otsu's threshold". The largest component drops isolated
+    noise; filling holes keeps dark enclosed structures (ventricles, hypointense lesions) inside.
+    Otsu's threshold on a real T1 scan lies between CSF and grey matter, and the ventricles open to the
+    outside through the CSF spaces, so that path loses them and the dark lesions beside them: it is
+    kept for backgrounds that really are noisy.
     """
     image = np.asarray(image)
-    minimum = image.min()
-    if np.mean(image == minimum) >= _CONSTANT_BACKGROUND_FRACTION:
-        foreground = image > minimum
+    background = _constant_background(image)
+    if background is not None:
+        foreground = image != background
     else:
         foreground = image > otsu_threshold(image)
     brain = ndimage.binary_fill_holes(largest_component(foreground))
