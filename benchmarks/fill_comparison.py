@@ -41,6 +41,16 @@ def folder_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")
 
 
+def model_label(model_folder: Path) -> str:
+    """The part of a model's path that tells it from others: the runs folder above ``Dataset.../TASK__CONFIG/fold_X``
+    when the path has that layout (e.g. ``rim``), else the folder's own name."""
+    parts = Path(model_folder).parts
+    for index, part in enumerate(parts):
+        if part.startswith("Dataset") and index > 0:
+            return parts[index - 1]
+    return Path(model_folder).name
+
+
 def result_provenance(models: list[Path], checkpoint: str = "final") -> dict:
     """Command, commit, hardware and date of a result, and the SHA-256 of every model's checkpoint file."""
     import shlex
@@ -207,6 +217,8 @@ def main() -> None:
             predictor = load_predictor(model, arguments.sampler, arguments.steps, arguments.device,
                                        arguments.checkpoint, arguments.batch_size, variant)
             label = variant_label(description, predictor)
+            if len(models) > 1:  # models of one task and configuration would share a label
+                label = f"{model_label(model)}: {label}"
             timings[label] = run_ldiff(predictor, model, cases, scored, output / folder_name(label), label)
     for method in tqdm(list(timings), desc="scoring", unit="method"):
         folder = output / folder_name(method)
