@@ -57,6 +57,34 @@ def test_the_prefill_changes_only_the_painted_voxels_of_every_channel_and_keeps_
     assert not np.allclose(prefilled[0][mask], prefilled[1][mask])
 
 
+def test_with_white_matter_the_prefill_continues_white_matter_only():
+    """A lesion in white matter (1.0) touching a thin dark ventricle (-0.8): the plain continuation is pulled
+    towards the ventricle, the white-matter one is exactly the white matter's level (non-WM tissue beyond
+    the reach would still be a boundary); every voxel outside the paint is kept bit for bit."""
+    shape = (16, 20, 20)
+    image = np.full((1, *shape), 1.0, np.float32)
+    image[0, 6:10, 8:12, 5:8] = -0.8  # a small ventricle beside the lesion, all within the reach of the paint
+    paint = np.zeros(shape, bool)
+    paint[6:10, 8:12, 8:12] = True  # touches the ventricle at x = 8
+    wm = image[0] > 0
+    plain = smooth_prefill(image, paint)
+    white = smooth_prefill(image, paint, wm & ~paint, (1.0, 1.0, 1.0))
+    assert plain[0][paint].mean() < 0.9  # the ventricle darkens the plain guess 
+    np.testing.assert_allclose(white[0][paint], 1.0, atol=1e-6)
+    assert np.array_equal(white[:, ~paint], image[:, ~paint])
+
+
+def test_a_lesion_with_no_white_matter_around_gets_the_plain_prefill():
+    # an empty white-matter mask in an 8-voxel cube: every voxel within the 3 mm reach is unknown, the
+    # crop holds nothing known, and the lesion gets the plain continuation instead of its own values
+    image = np.random.default_rng(1).normal(size=(1, 8, 8, 8)).astype(np.float32)
+    paint = np.zeros((8, 8, 8), bool)
+    paint[1:7, 1:7, 1:7] = True  # its shell is all within the reach
+    prefilled = smooth_prefill(image, paint, np.zeros((8, 8, 8), bool), (1.0, 1.0, 1.0))
+    expected = smooth_prefill(image, paint)
+    assert np.array_equal(prefilled, expected)
+
+
 def recording_model(calls: list):
     def model_fn(x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         calls.append((x.clone(), timesteps.clone()))
@@ -95,7 +123,9 @@ def test_with_t0_minus_one_the_fill_is_the_smooth_fill_itself(model_folders):  #
     region = dilate_mask(lesion, spacing=(1.0, 1.0, 1.0), shape=dilation["shape"], radius_mm=dilation["radius_mm"])
     arrays, properties = preprocess_images(images, None, None, model.preprocessing_config, None, "case")
     paint = (coverage_in_preprocessed_space(region, properties) > COVERAGE_THRESHOLD) & arrays["brain"].astype(bool)
-    prefilled = smooth_prefill(arrays["image"], paint)
+    brain = arrays["brain"].astype(bool)
+    wm = predictor._white_matter(arrays["image"], brain, paint)
+    prefilled = smooth_prefill(arrays["image"], paint, wm, tuple(properties["spacing_after_resampling"]))
     changed = result.changed
     assert changed.sum() > 50
     for channel, (image, output) in enumerate(zip(images, result.images)):

@@ -70,7 +70,7 @@ from ldiff.inference.roi import (BACKGROUND, RoiPlan, coverage_in_preprocessed_s
                                  group_batches, paste_owned, plan_rois)
 from ldiff.io import Geometry, array_to_image, geometry_mismatch
 from ldiff.masks import dilate_mask
-from ldiff.preprocessing import preprocess_images, restore_to_original
+from ldiff.preprocessing import derive_wm_mask, preprocess_images, restore_to_original
 from ldiff.devices import resolve_device
 # SamplingOptions and its resolution live in sampling_options; imported here as the Python API's names.
 from ldiff.inference.sampling_options import (DEFAULT_STEPS, FULL_WALK, SamplingOptions, build_task_sampler,  # noqa: F401
@@ -306,7 +306,10 @@ class Predictor:
                 levels = None
         start = model.task.starting_image(arrays["image"],
                                           lambda: self._with_coarse_lesions(arrays, properties, mask, paint, levels),
-                                          lambda: smooth_prefill(arrays["image"], paint), self.t0)
+                                          lambda: smooth_prefill(arrays["image"], paint,
+                                                                 self._white_matter(arrays["image"], brain, paint),
+                                                                 tuple(properties["spacing_after_resampling"])),
+                                          self.t0)
         calls_before = self.network_calls
 
         def sample_one_view(view_start: np.ndarray, view_paint: np.ndarray, view_seed: int) -> tuple[np.ndarray, int]:
@@ -332,6 +335,14 @@ class Predictor:
             values[changed] = cast_to_dtype(restored[changed], values.dtype)
             outputs.append(array_to_image(values, geometry))
         return PredictionResult(outputs, changed, num_crops, self.network_calls - calls_before, contrast)
+
+    def _white_matter(self, image: np.ndarray, brain: np.ndarray, paint: np.ndarray) -> np.ndarray | None:
+        """The warm start's white matter: a three-class split of the model's T1-weighted channel in the brain
+        (the painted voxels left out of the clustering); None when the model has no such channel."""
+        wm_channel = self.model.description.get("wm_channel")
+        if wm_channel is None:
+            return None
+        return derive_wm_mask(image[wm_channel], brain, paint)
 
     def _check_inputs(self, images: list[sitk.Image], mask: np.ndarray, mask_name: str) -> None:
         names = self.model.channel_names
