@@ -54,18 +54,24 @@ def biharmonic_inpaint(volume: np.ndarray, mask: np.ndarray, margin: int = 3) ->
     if mask.shape != volume.shape or volume.ndim != 3:
         raise ValueError(f"volume {volume.shape} and mask {mask.shape} must be one (Z, Y, X) shape")
     result = np.asarray(volume, np.float64).copy()
+    for crop, inside in _component_crops(mask, margin):
+        unknown = mask[crop]
+        if unknown.all():
+            continue
+        filled = inpaint_biharmonic(np.asarray(volume[crop], np.float64), unknown)
+        result[crop][inside] = filled[inside]
+    return result
+
+
+def _component_crops(mask: np.ndarray, margin: int):
+    """(crop, inside) of each 26-connected component of ``mask``: its bounding box grown by ``margin``
+    voxels (clipped to the volume), and the component's voxels within that crop."""
     labels, _ = ndimage.label(mask, structure=_FULL_CONNECTIVITY)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
         crop = tuple(slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(box, mask.shape))
-        unknown = mask[crop]
-        if unknown.all():
-            continue
-        inside = labels[crop] == index
-        filled = inpaint_biharmonic(np.asarray(volume[crop], np.float64), unknown)
-        result[crop][inside] = filled[inside]
-    return result
+        yield crop, labels[crop] == index
 
 
 def smooth_prefill(image: np.ndarray, paint: np.ndarray, wm: np.ndarray | None = None,
@@ -100,11 +106,7 @@ def without_boundary(mask: np.ndarray, margin: int = 3) -> np.ndarray:
     ``margin``, as in :func:`biharmonic_inpaint`) holds no voxel outside ``mask``: nothing to continue from."""
     mask = np.asarray(mask, bool)
     result = np.zeros(mask.shape, bool)
-    labels, _ = ndimage.label(mask, structure=_FULL_CONNECTIVITY)
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        crop = tuple(slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(box, mask.shape))
+    for crop, inside in _component_crops(mask, margin):
         if mask[crop].all():
-            result[crop] |= labels[crop] == index
+            result[crop] |= inside
     return result
