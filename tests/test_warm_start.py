@@ -18,7 +18,8 @@ from ldiff.diffusion import DPMSolverSampler, NoiseSchedule, standard_normal_lik
 from ldiff.errors import LdiffError
 from ldiff.inference.predictor import COVERAGE_THRESHOLD, Predictor, SamplingOptions
 from ldiff.inference.roi import coverage_in_preprocessed_space
-from ldiff.inference.smooth_fill import biharmonic_inpaint, smooth_prefill
+from ldiff.inference import smooth_fill
+from ldiff.inference.smooth_fill import biharmonic_inpaint, smooth_prefill, solve_biharmonic
 from ldiff.masks import dilate_mask
 from ldiff.preprocessing import preprocess_images, restore_to_original
 from ldiff.tasks import get_task
@@ -42,6 +43,38 @@ def test_the_smooth_fill_continues_a_linear_field_exactly_and_keeps_every_other_
     assert np.array_equal(filled[~mask], volume[~mask])
     with pytest.raises(ValueError, match="margin"):
         biharmonic_inpaint(volume, mask, margin=1)
+
+
+@pytest.mark.parametrize("touches_the_edge", [False, True])
+def test_the_solve_is_scikit_images_biharmonic_inpainting(touches_the_edge):
+    """The reference implementation of the same equation: equal to round-off on a noisy volume, inside and at
+    the array's edge (scikit-image truncates its stencil there; the squared-Laplacian form does the same),
+    including its clipping to the known range (a paraboloid peaks inside the first blob and is continued
+    above every known voxel)."""
+    from skimage.restoration import inpaint_biharmonic
+
+    z, y, x = np.indices((14, 16, 15))
+    peak = -0.05 * ((z - 6) ** 2 + (y - 8) ** 2 + (x - 7) ** 2)
+    volume = peak + np.random.default_rng(3).normal(0, 0.02, peak.shape)
+    mask = two_blobs((14, 16, 15))
+    if touches_the_edge:
+        mask[0:3, 5:9, 4:8] = True
+    ours = solve_biharmonic(volume, mask)
+    theirs = inpaint_biharmonic(volume, mask)
+    assert np.isclose(ours[mask].max(), volume[~mask].max())  # clipped: the continued peak is higher
+    assert np.abs(ours - theirs).max() < 1e-9
+    assert np.array_equal(ours[~mask], volume[~mask])
+
+
+def test_conjugate_gradients_reach_the_direct_solution(monkeypatch):
+    z, y, x = np.indices((24, 26, 25))
+    mask = ((z - 12) ** 2 + (y - 13) ** 2 + (x - 12) ** 2) <= 64  # 2,100 unknown voxels
+    volume = np.sin(z / 3.0) + 0.5 * np.cos(x / 4.0) + np.random.default_rng(4).normal(0, 0.05, mask.shape)
+    direct = solve_biharmonic(volume, mask)
+    monkeypatch.setattr(smooth_fill, "DIRECT_SOLVE_MAX_UNKNOWNS", 0)
+    iterative = solve_biharmonic(volume, mask)
+    assert 0 < np.abs(iterative - direct).max() < 1e-6  # not the same path, the same solution
+    assert np.array_equal(iterative[~mask], volume[~mask])
 
 
 def test_the_prefill_changes_only_the_painted_voxels_of_every_channel_and_keeps_the_dtype():

@@ -3,7 +3,7 @@
 * ``nawm``: random draws from the local normal-appearing WM (FSL ``lesion_filling``, Battaglini 2012);
 * ``rim``: random draws from the one-voxel rim (ANTs ``LesionFilling``);
 * ``patch``: onion-peeling patch-based non-local means (NiftySeg ``seg_FillLesions``, Prados 2016);
-* ``biharmonic``: smooth biharmonic continuation (scikit-image ``inpaint_biharmonic``);
+* ``biharmonic``: smooth biharmonic continuation (as scikit-image's ``inpaint_biharmonic``);
 * ``ringmedian``: one constant per lesion, the median of the NAWM ring around it (a simple baseline);
 * ``slf``: draws from N(mean, (sd / 2)^2) of the image's WM (SLF, Valverde 2014).
 

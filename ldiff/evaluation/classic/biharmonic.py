@@ -1,7 +1,7 @@
 """Biharmonic inpainting: the smoothest continuation of the surrounding intensities into the lesion.
 
-scikit-image's ``inpaint_biharmonic`` solves the discrete biharmonic equation (Laplacian of the
-Laplacian = 0) at every masked voxel with the known voxels as boundary values. The result is smooth
+The discrete biharmonic equation (Laplacian of the Laplacian = 0) is solved at every masked voxel with
+the known voxels as boundary values, as scikit-image's ``inpaint_biharmonic`` does. The result is smooth
 (no noise texture) and reproduces any linear trend across the lesion exactly. The solve, lesion by
 lesion on a crop around each, is :func:`ldiff.inference.smooth_fill.biharmonic_inpaint` (the warm
 start of conditional filling uses it too); this module gives it the classic fillers' signature.
