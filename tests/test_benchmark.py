@@ -12,8 +12,8 @@ import pytest
 import SimpleITK as sitk
 
 from ldiff.errors import LdiffError
-from ldiff.evaluation.benchmark.lesion_context import (distance_from, residual_contrast, tissue_classes,
-                                                        WM_CLASS)
+from ldiff.evaluation.benchmark.lesion_context import (distance_from, per_lesion_contrast, residual_contrast,
+                                                        tissue_classes, WM_CLASS)
 from ldiff.evaluation.benchmark.methods import parse_method
 from ldiff.evaluation.benchmark.runner import score_channel
 from ldiff.evaluation.benchmark.transplant import (RIM_BINS_MM, TransplantSettings, make_transplanted_case,
@@ -137,6 +137,30 @@ def test_residual_contrast_is_known_by_construction():
     assert residual_contrast(filled, region, nawm, SPACING).weighted_abs == pytest.approx(0.0)
 
 
+def test_per_lesion_contrast_and_the_tissue_beside_each_lesion_are_known_by_construction():
+    """WM (100) with a grey-matter slab (70) at x < 10: lesion A deep in WM filled at 90 (-10 %, nothing but WM
+    beside it), lesion B against the slab filled at 110 (+10 %, part of its surroundings grey matter); the
+    per-lesion rows agree with the volume-weighted summary."""
+    shape = (30, 30, 40)
+    image = np.full(shape, 100.0)
+    image[:, :, :10] = 70.0
+    classes = np.full(shape, WM_CLASS, np.uint8)
+    classes[:, :, :10] = 2
+    lesion_a, lesion_b = ball(shape, (15, 15, 28), 2.5), ball(shape, (15, 15, 12), 2.5)
+    region = lesion_a | lesion_b
+    nawm = (classes == WM_CLASS) & ~region
+    filled = image.copy()
+    filled[lesion_a], filled[lesion_b] = 90.0, 110.0
+    rows = sorted(per_lesion_contrast(filled, region, nawm, classes, SPACING), key=lambda row: row["centre_zyx"][2])
+    assert [row["centre_zyx"] for row in rows] == [[15, 15, 12], [15, 15, 28]]
+    assert [row["voxels"] for row in rows] == [int(lesion_b.sum()), int(lesion_a.sum())]
+    assert rows[0]["contrast_pct"] == pytest.approx(10.0) and rows[1]["contrast_pct"] == pytest.approx(-10.0)
+    assert rows[1]["non_wm_beside_pct"] == 0.0 and 5.0 < rows[0]["non_wm_beside_pct"] < 50.0
+    summary = residual_contrast(filled, region, nawm, SPACING)
+    weights = [row["voxels"] for row in rows]
+    assert summary.weighted_abs == pytest.approx(np.average([abs(row["contrast_pct"]) for row in rows], weights=weights))
+
+
 def test_wm_fraction_counts_the_filled_voxels_the_scans_own_split_calls_wm():
     from ldiff.evaluation.benchmark.lesion_context import tissue_centres, wm_fraction
 
@@ -218,7 +242,7 @@ def test_cli_writes_the_report_and_is_deterministic(tmp_path):
                           "--dilate", "1", "--no-lpips")
         assert result.returncode == 0, result.stderr
         runs.append(json.loads((tmp_path / name / "benchmark.json").read_text()))
-    for produced in ("benchmark.md", "benchmark.csv", "benchmark.png", "real_lesions.csv"):
+    for produced in ("benchmark.md", "benchmark.csv", "benchmark.png", "real_lesions.csv", "real_lesions_per_lesion.csv"):
         assert (tmp_path / "first" / produced).is_file()
     assert list((tmp_path / "first").glob("preview_*.png"))
     strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
@@ -229,6 +253,8 @@ def test_cli_writes_the_report_and_is_deterministic(tmp_path):
     # the unfilled lesions are dark; a fill brings them close to the surrounding WM
     assert real["input"]["residual_contrast_signed_pct"] < -15
     assert abs(real["ringmedian"]["residual_contrast_signed_pct"]) < 5
+    unfilled = [row for row in runs[0]["real_lesion_per_lesion_rows"] if row["method"] == "input" and row["channel"] == "T1w"]
+    assert len(unfilled) == len(LESION_CENTRES) and all(row["contrast_pct"] < -10 for row in unfilled)
 
 
 def test_cli_refuses_grids_that_differ_and_writes_nothing(tmp_path):

@@ -8,6 +8,9 @@ A real scan has no lesion-free twin, so the benchmark judges lesions against the
   ``outer_mm`` of it (other lesions and their own surroundings excluded).
 * :func:`residual_contrast`: mean intensity inside each lesion against the median of its ring, in %
   of that median: about 0 for a perfect fill, the lesion contrast for the unfilled scan.
+* :func:`per_lesion_contrast`: the same for each lesion on its own, with where it lies and how much of
+  the tissue right beside it is not white matter (a lesion against grey matter or a ventricle need not
+  be filled with the white matter's level, and the volume-weighted summary cannot say which it is).
 
 The ring starts 2 mm out by default: the first millimetres outside a drawn lesion still carry
 partial-volume lesion signal, which would pull the reference towards the lesion.
@@ -82,6 +85,34 @@ def residual_contrast(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray,
     values = np.array([value for _, value in rows])
     return ContrastSummary(tuple(rows), float(np.average(np.abs(values), weights=weights)),
                            float(np.average(values, weights=weights)))
+
+
+def per_lesion_contrast(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray, classes: np.ndarray,
+                        spacing: Spacing | None, ring_mm: tuple[float, float] = RING_MM) -> list[dict]:
+    """One dict per lesion with a usable ring (as :func:`residual_contrast`): ``voxels``, ``centre_zyx`` (voxel
+    indices of its centre of mass), ``contrast_pct`` (mean inside against the ring's median, %) and
+    ``non_wm_beside_pct``: the share of brain voxels within ``ring_mm[0]`` outside the lesion that
+    ``classes`` (:func:`tissue_classes`) does not call WM (other lesions count as WM).
+    """
+    channel = np.asarray(channel, dtype=np.float64)
+    lesion = np.asarray(lesion, dtype=bool)
+    axis_spacing = spacing_for_array(spacing, lesion.ndim)
+    rows = []
+    for found in lesion_rings(lesion, nawm, spacing, ring_mm):
+        if np.count_nonzero(found.ring) < MIN_RING_VOXELS:
+            continue
+        crop = channel[found.box]
+        level = float(np.median(crop[found.ring]))
+        if level <= 0:
+            continue
+        beside = ndimage.distance_transform_edt(~found.inside, sampling=axis_spacing) <= ring_mm[0]
+        beside &= ~found.inside & (classes[found.box] > 0)
+        tissue = np.where(lesion[found.box], WM_CLASS, classes[found.box])[beside]
+        centre = [int(round(c + s.start)) for c, s in zip(ndimage.center_of_mass(found.inside), found.box)]
+        rows.append({"voxels": int(np.count_nonzero(found.inside)), "centre_zyx": centre,
+                     "contrast_pct": 100.0 * (float(crop[found.inside].mean()) - level) / level,
+                     "non_wm_beside_pct": 100.0 * float(np.mean(tissue != WM_CLASS)) if tissue.size else float("nan")})
+    return rows
 
 
 def wm_fraction(t1: np.ndarray, filled_region: np.ndarray, centres: np.ndarray) -> float:

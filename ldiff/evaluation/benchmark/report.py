@@ -3,7 +3,8 @@
 * ``benchmark.json``: settings, provenance (command, commit, hardware, date), per-case information
   (shapes placed, lesion appearance measured), per-case rows and per-method summaries.
 * ``benchmark.csv``: one row per case, method and channel (transplanted lesions); ``real_lesions.csv``
-  the same for the real lesions.
+  the same for the real lesions, ``real_lesions_per_lesion.csv`` each real lesion on its own (its size,
+  centre, residual contrast and how much non-white-matter tissue lies right beside it).
 * ``benchmark.md``: the summary tables (mean over cases, std in brackets) and the per-case PSNR.
 * ``benchmark.png``: per method, thesis-protocol PSNR and SSIM inside the mask (mean, with every case
   as a dot; the axes start near the data, not at 0, so close methods stay distinguishable).
@@ -262,6 +263,9 @@ def write_benchmark_report(result: dict[str, Any], previews: dict[str, dict], ou
     if result["real_lesion_rows"]:
         write_csv(result["real_lesion_rows"], output / "real_lesions.csv")
         written.append(output / "real_lesions.csv")
+    if result.get("real_lesion_per_lesion_rows"):
+        write_csv(result["real_lesion_per_lesion_rows"], output / "real_lesions_per_lesion.csv")
+        written.append(output / "real_lesions_per_lesion.csv")
     save_json_atomic(result, written[2])
     write_plot(result, written[3])
     median, worst = ranking_case(result["rows"], result["methods"])

@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from ldiff.errors import LdiffError
 from ldiff.evaluation.benchmark.cases import BenchmarkCase, LoadedCase, load_case
-from ldiff.evaluation.benchmark.lesion_context import (WM_CLASS, normal_appearing_wm, residual_contrast,
-                                                        tissue_centres, tissue_classes, wm_fraction)
+from ldiff.evaluation.benchmark.lesion_context import (WM_CLASS, normal_appearing_wm, per_lesion_contrast,
+                                                        residual_contrast, tissue_centres, tissue_classes,
+                                                        wm_fraction)
 from ldiff.preprocessing.brain_masks import derive_brain_mask
 from ldiff.evaluation.benchmark.methods import MethodRunner, MethodSpec
 from ldiff.evaluation.benchmark.transplant import TransplantSettings, make_transplanted_case, shapes_of
@@ -146,7 +147,7 @@ def benchmark_case(loaded: LoadedCase, channel_names: Sequence[str], runners: Se
         raise LdiffError(f"{loaded.name}: cannot build transplanted lesions: {error}.") from None
     region = dilate_mask(case.mask, spacing=spacing, radius_mm=dilate_mm)
     wm = tissue_classes(case.images[t1], region) == WM_CLASS
-    rows, real_rows = [], []
+    rows, real_rows, lesion_rows = [], [], []
     centre = _largest_centre(case.mask)
     previews = {"mask": preview_crop(case.mask, centre), "truth": [preview_crop(v, centre) for v in case.truth],
                 INPUT_ROW: [preview_crop(v, centre) for v in case.images], "methods": {}}
@@ -165,16 +166,18 @@ def benchmark_case(loaded: LoadedCase, channel_names: Sequence[str], runners: Se
         if label != INPUT_ROW:
             previews["methods"][label] = {channel_names[c]: preview_crop(v, centre) for c, v in filled.items()}
     if settings.real_lesions and loaded.lesion.any():
-        real_rows = real_lesion_rows(loaded, channel_names, runners, settings, dilate_mm, t1)
+        real_rows, lesion_rows = real_lesion_rows(loaded, channel_names, runners, settings, dilate_mm, t1)
     info = {"case": loaded.name, "shapes_placed": case.placed, "shapes_available": case.available,
             "scored_voxels": int(region.sum()), **case.info,
             "appearance": {channel_names[c]: a.to_dict() for c, a in enumerate(case.appearances)}}
-    return {"rows": rows, "real_rows": real_rows, "info": info, "previews": previews}
+    return {"rows": rows, "real_rows": real_rows, "lesion_rows": lesion_rows, "info": info, "previews": previews}
 
 
 def real_lesion_rows(loaded: LoadedCase, channel_names: Sequence[str], runners: Sequence[MethodRunner],
-                     settings: BenchmarkSettings, dilate_mm: float, t1: int) -> list[dict[str, Any]]:
-    """Part 2 of the module docstring on one case."""
+                     settings: BenchmarkSettings, dilate_mm: float,
+                     t1: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Part 2 of the module docstring on one case: a row per method and channel, and a row per method, channel
+    and lesion (:func:`per_lesion_contrast`)."""
     spacing = loaded.geometry.spacing
     region = dilate_mask(loaded.lesion, spacing=spacing, radius_mm=dilate_mm)
     brain = derive_brain_mask(loaded.images[t1], region)
@@ -186,10 +189,14 @@ def real_lesion_rows(loaded: LoadedCase, channel_names: Sequence[str], runners: 
         filled, seconds = runner.fill(loaded.images, loaded.lesion, region, classes == WM_CLASS, loaded.geometry,
                                       runner.channels(channel_names), settings.seed, loaded.name)
         outputs.append((runner.spec.label, filled, seconds))
-    rows = []
+    rows, lesion_rows = [], []
     for label, filled, seconds in outputs:
         for channel, values in filled.items():
             contrast = residual_contrast(values, region, nawm, spacing)
+            lesion_rows += [{"case": loaded.name, "method": label, "channel": channel_names[channel], "lesion": index,
+                             **lesion_row}
+                            for index, lesion_row in enumerate(per_lesion_contrast(values, region, nawm, classes,
+                                                                                   spacing), start=1)]
             row = {"case": loaded.name, "method": label, "channel": channel_names[channel], "seconds": seconds,
                    "lesions": len(contrast.per_lesion), "voxels": int(region.sum()),
                    "residual_contrast_abs_pct": contrast.weighted_abs,
@@ -197,7 +204,7 @@ def real_lesion_rows(loaded: LoadedCase, channel_names: Sequence[str], runners: 
                    "wm_fraction": (wm_fraction(values, region, centres) if channel == t1
                                    else math.nan)}
             rows.append(row)
-    return rows
+    return rows, lesion_rows
 
 
 def _largest_centre(mask: np.ndarray) -> tuple[int, int, int]:
@@ -258,6 +265,7 @@ def run_benchmark(cases: Sequence[BenchmarkCase], channel_names: Sequence[str] |
         results.append(benchmark_case(load_case(case), names, runners, settings, dilate_mm, t1, shapes))
     rows = [row for result in results for row in result["rows"]]
     real_rows = [row for result in results for row in result["real_rows"]]
+    lesion_rows = [row for result in results for row in result["lesion_rows"]]
     quality = [key for key in rows[0] if key.startswith(("thesis_", "brats_", "lpips", "level_"))] + ["seconds"]
     result = {
         "command": command, "settings": {**asdict(settings), "dilate_mm": dilate_mm, "t1_channel": names[t1]},
@@ -267,7 +275,7 @@ def run_benchmark(cases: Sequence[BenchmarkCase], channel_names: Sequence[str] |
         "summary": summarise_rows(rows, quality),
         "real_lesions_summary": summarise_rows(real_rows, ["residual_contrast_abs_pct", "residual_contrast_signed_pct",
                                                            "wm_fraction", "seconds"]) if real_rows else [],
-        "rows": rows, "real_lesion_rows": real_rows,
+        "rows": rows, "real_lesion_rows": real_rows, "real_lesion_per_lesion_rows": lesion_rows,
     }
     write_benchmark_report(result, {r["info"]["case"]: r["previews"] for r in results}, Path(output))
     return result
