@@ -5,7 +5,7 @@ real anatomy, 2d and p3d, in one prepared run of a few minutes, the weights brou
 the real-patient benchmark. Three steps:
 
     python benchmarks/gpu_real_training.py prepare                 # here: datasets, plans, preprocessing, .gpu/
-                                                                   # (round 2: also round 1's 2d_p07, 2d_p19)
+                                                                   # (round 3: also demo_phantoms, the start)
     python benchmarks/gpu_real_training.py device --minutes 6 -o $OUT   # on the GPU machine (carry .gpu, .whl)
     python benchmarks/gpu_real_training.py unpack DIR               # here: DIR/*.tar -> benchmark_results/gpu_models/
 
@@ -21,9 +21,11 @@ packed into ``.gpu/`` with repeated cases stored once.
 
 ``device`` trains, concurrently on the one GPU, the runs of one round (:data:`ROUNDS`; ``--runs`` picks
 a subset). Round 1 (2026-12-04, 14:30 UTC): ``2d`` on each of the three datasets and ``p3d`` on
-Dataset219, every run fine-tuned from the phantom-only demo model with strong augmentation. Round 2
-(the default): round 1's three 2d models continued with training slices from all three views
-(``--slice-axes all``), and a control that continues ``2d_p07`` on axial slices for the same time. It
+Dataset219, every run fine-tuned from the phantom-only demo model with strong augmentation. Round 2:
+round 1's three 2d models continued with training slices from all three views
+(``--slice-axes all``), and a control that continues ``2d_p07`` on axial slices for the same time.
+Round 3 (the default, prepared, not yet run): the three datasets re-preprocessed with the brain-mask fix
+of 2026-12-08, every run from the phantom-only model with all three views. It
 first trains each run for ``--calibration-steps`` steps side by side to measure seconds per step under
 that load, then sets each run's step count to fill ``--minutes``. It needs no SimpleITK (training reads
 the preprocessed arrays; a stub module stands in for its import) and batchgenerators as a carried wheel.
@@ -31,7 +33,7 @@ Each model's EMA weights are exported as float16 (as the demo models are) and pa
 into one tar under ``-o``; ``gpu_real_training.json`` records command, commit, hardware, date, steps and
 timings.
 
-``score`` runs ``ldiff_benchmark`` on each patient with the round 2 models that never saw it (the one
+``score`` runs ``ldiff_benchmark`` on each patient with the round's models that never saw it (the one
 trained with patient07 on patient19 and the other way round), with the sampling variants of
 :data:`VARIANTS`; the model with both patients is a candidate for shipping and is scored on the phantoms.
 """
@@ -70,9 +72,18 @@ ROUNDS = {
         "2d_p19_all": ("219", "2d", 128, ".gpu/pretrained/2d_p19", "all"),
         "2d_both_all": ("220", "2d", 128, "DEMO", "all"),
         "2d_p07_axial": ("207", "2d", 128, ".gpu/pretrained/2d_p07", "axial")},
+    # Round 3 (prepared 2026-12-08, not yet run): the brain-mask fix of 2026-12-08 changed how real scans
+    # are preprocessed (the ventricles were background before), so rounds 1-2 trained on real patients
+    # preprocessed otherwise than they are now filled. Round 3 re-preprocesses (``prepare`` runs today's
+    # code) and starts every run from the phantom-only model (benchmark_results/models/demo_phantoms,
+    # restored from commit 553a926 by benchmarks/warm_start.sh), so the two one-patient models stay honest
+    # on the other patient; all three views from the start.
+    3: {"2d_p07_r3": ("207", "2d", 128, ".gpu/pretrained/demo_phantoms", "all"),
+        "2d_p19_r3": ("219", "2d", 128, ".gpu/pretrained/demo_phantoms", "all"),
+        "2d_both_r3": ("220", "2d", 128, ".gpu/pretrained/demo_phantoms", "all")},
 }
-RUNS = ROUNDS[2]
-PRETRAINED_TO_CARRY = ("2d_p07", "2d_p19")
+RUNS = ROUNDS[3]
+PRETRAINED_TO_CARRY = ("demo_phantoms",)
 NETWORK = ["network.num_levels=4", "network.channels=[32,64,128,128]", "patch_size=[64,64]"]
 PLAN_OVERRIDES = ([f"2d.{item}" for item in NETWORK] + [f"p3d.{item}" for item in NETWORK]
                   + ["p3d.stack_depth=6", "2d.batch_size=64", "p3d.batch_size=12",
@@ -142,10 +153,11 @@ def prepare(arguments: argparse.Namespace) -> None:
                     write_transport_copy(path, blob)
                 manifest.append([str(path.relative_to(preprocessed_root())), digest])
     (pack / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    for name in PRETRAINED_TO_CARRY:  # round 2 continues round 1's models (weights and model.json only)
+    for name in PRETRAINED_TO_CARRY:  # the weights the round starts from (weights and model.json only)
         source = Path(arguments.pretrained_from) / name
         if not (source / "checkpoint_final.pth").is_file():
-            sys.exit(f"{source} has no checkpoint_final.pth: unpack round 1's models there first.")
+            sys.exit(f"{source} has no checkpoint_final.pth: restore it first (round 3: bash benchmarks/warm_start.sh "
+                     f"restores demo_phantoms; round 2: unpack round 1's models).")
         (pack / "pretrained" / name).mkdir(parents=True)
         for file_name in ("checkpoint_final.pth", "model.json"):
             shutil.copyfile(source / file_name, pack / "pretrained" / name / file_name)
@@ -346,10 +358,12 @@ def unpack(arguments: argparse.Namespace) -> None:
 
 
 CLASSIC = ["biharmonic", "patch", "ringmedian", "slf"]
-# patient -> the round 2 models that never saw it, each with the sampling variants compared (the
-# default of a model trained on all views is one draw in each of the three views)
-HELD_OUT = {"07": ["2d_p19_all"], "19": ["2d_p07_all", "2d_p07_axial"]}
-VARIANTS = {"all": ["", "@num_samples=2", "@views=axial"], "axial": ["", "@views=all,num_samples=1"]}
+# patient -> the round 3 models that never saw it, each with the sampling variants compared (the
+# default of a model trained on all views is one draw in each of the three views, warm-started at t0 = 250;
+# the warm start's t0 was chosen with the phantom-only model and should be rechosen with these)
+HELD_OUT = {"07": ["2d_p19_r3"], "19": ["2d_p07_r3"]}
+SHIPPING_CANDIDATE = "2d_both_r3"
+VARIANTS = {"all": ["", "@t0=150", "@t0=full", "@views=axial"], "axial": ["", "@views=all,num_samples=1"]}
 
 
 def score(arguments: argparse.Namespace) -> None:
@@ -366,7 +380,7 @@ def score(arguments: argparse.Namespace) -> None:
         run([*common, "-o", str(out / f"patient{patient}_real"), "--methods", held[0], *CLASSIC, "--no-lpips"])
     if not arguments.only or "phantoms" in arguments.only:
         run(["ldiff_benchmark", "-d", "002", "--split", "Ts", "-o", str(out / "phantoms"), "--methods",
-             f"ldiff:{models / '2d_both_all'}", f"ldiff:{models / '2d_both_all'}@views=axial", *CLASSIC,
+             f"ldiff:{models / SHIPPING_CANDIDATE}", f"ldiff:{models / SHIPPING_CANDIDATE}@views=axial", *CLASSIC,
              "--no-real-lesions", "--no-lpips"])
 
 
@@ -377,8 +391,8 @@ def main() -> None:
     prepare_parser.add_argument("--phantoms", type=int, default=4)
     prepare_parser.add_argument("--repeats", type=int, default=6)
     prepare_parser.add_argument("-o", "--output", default=str(REPO / ".gpu"))
-    prepare_parser.add_argument("--pretrained-from", default=str(REPO / "benchmark_results" / "gpu_models"),
-                                help="round 1's unpacked models (2d_p07, 2d_p19), which round 2 continues")
+    prepare_parser.add_argument("--pretrained-from", default=str(REPO / "benchmark_results" / "models"),
+                                help="the folder holding the models the round starts from (round 3: demo_phantoms)")
     device_parser = commands.add_parser("device")
     device_parser.add_argument("--pack", default=str(REPO / ".gpu"))
     device_parser.add_argument("--work", default="/tmp/ldiff_gpu")
@@ -395,7 +409,7 @@ def main() -> None:
     unpack_parser.add_argument("--target", default=str(REPO / "benchmark_results" / "gpu_models"))
     score_parser = commands.add_parser("score")
     score_parser.add_argument("--models", default=str(REPO / "benchmark_results" / "gpu_models"))
-    score_parser.add_argument("-o", "--output", default=str(REPO / "benchmark_results" / "gpu_real_training_round2"))
+    score_parser.add_argument("-o", "--output", default=str(REPO / "benchmark_results" / "gpu_real_training_round3"))
     score_parser.add_argument("--only", nargs="+", help="07, 19 and/or phantoms (default: all)")
     arguments = parser.parse_args()
     {"prepare": prepare, "device": device, "unpack": unpack, "score": score}[arguments.command](arguments)
