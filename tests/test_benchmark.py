@@ -257,6 +257,35 @@ def test_cli_writes_the_report_and_is_deterministic(tmp_path):
     assert len(unfilled) == len(LESION_CENTRES) and all(row["contrast_pct"] < -10 for row in unfilled)
 
 
+def test_repeats_run_one_benchmark_per_seed_and_summarise_their_mean(tmp_path):
+    images, lesion = phantom()
+    t1 = _write(images[0].astype(np.float32), tmp_path / "T1.nii.gz")
+    mask = _write(lesion.astype(np.uint8), tmp_path / "lesions.nii.gz")
+    common = ["-i", str(t1), "--mask", str(mask), "--channel-names", "T1w", "--methods", "biharmonic", "ringmedian",
+              "--count", "3", "--dilate", "1", "--no-lpips"]
+    result = _run_cli(*common, "-o", str(tmp_path / "seeds"), "--seed", "4", "--repeats", "2")
+    assert result.returncode == 0, result.stderr
+    runs = [json.loads((tmp_path / "seeds" / f"seed_{seed}" / "benchmark.json").read_text()) for seed in (4, 5)]
+    assert runs[0]["real_lesion_rows"] and not runs[1]["real_lesion_rows"]  # the real lesions once
+    assert runs[0]["rows"] != runs[1]["rows"]  # another draw of shapes
+    single = _run_cli(*common, "-o", str(tmp_path / "single"), "--seed", "5", "--no-real-lesions")
+    assert single.returncode == 0, single.stderr
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert strip(json.loads((tmp_path / "single" / "benchmark.json").read_text())["rows"]) == strip(runs[1]["rows"])
+    summary = {row["method"]: row for row in json.loads((tmp_path / "seeds" / "seeds.json").read_text())["summary"]}
+    psnr = {m: [next(r["thesis_psnr_in"] for r in run["summary"] if r["method"] == m) for run in runs]
+            for m in ("biharmonic", "ringmedian")}
+    assert summary["biharmonic"]["thesis_psnr_in_mean"] == pytest.approx(np.mean(psnr["biharmonic"]))
+    assert summary["biharmonic"]["thesis_psnr_in_std"] == pytest.approx(np.std(psnr["biharmonic"]))
+    leads = np.subtract(psnr["biharmonic"], psnr["ringmedian"])
+    assert summary["biharmonic"]["psnr_lead_over_best_other_classic_mean"] == pytest.approx(leads.mean())
+    assert summary["ringmedian"]["psnr_lead_over_best_other_classic_worst"] == pytest.approx((-leads).min())
+    assert (tmp_path / "seeds" / "seeds.md").read_text().count("| biharmonic | T1w |") == 1
+    refused = _run_cli(*common, "-o", str(tmp_path / "bad"), "--repeats", "0")
+    assert refused.returncode != 0 and "--repeats must be at least 1" in refused.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_refuses_grids_that_differ_and_writes_nothing(tmp_path):
     images, lesion = phantom()
     t1 = _write(images[0].astype(np.float32), tmp_path / "T1.nii.gz")

@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-real-lesions", action="store_true", help="skip filling the scans' real lesions")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS (faster)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same result")
+    parser.add_argument("--repeats", type=int, default=1, metavar="N",
+                        help="N transplant draws with seeds --seed ... --seed+N-1, each run in OUTPUT/seed_K/, and "
+                             "seeds.md/.json with each method's mean and spread over them (default 1: one run in "
+                             "OUTPUT); the real lesions are filled in the first run only. One draw of shapes moves "
+                             "every filler by dB: use a few to choose a filler")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
     return parser
 
@@ -70,6 +75,8 @@ def main() -> None:
 
         if arguments.count < 1:
             raise LdiffError(f"--count must be at least 1, got {arguments.count}.")
+        if arguments.repeats < 1:
+            raise LdiffError(f"--repeats must be at least 1, got {arguments.repeats}.")
         if arguments.dilate is not None and arguments.dilate < 0:
             raise LdiffError(f"--dilate must be 0 or more voxels, got {arguments.dilate}.")
         specs = [parse_method(text) for text in arguments.methods]
@@ -92,15 +99,26 @@ def main() -> None:
             raise LdiffError(f"{output}: is one of the inputs; choose another output folder.")
         if output.exists() and not output.is_dir():
             raise LdiffError(f"{output}: exists and is not a folder.")
-        settings = BenchmarkSettings(seed=arguments.seed, dilate=arguments.dilate, lpips=not arguments.no_lpips,
-                                     real_lesions=not arguments.no_real_lesions, t1_channel=arguments.t1_channel,
-                                     device=arguments.device, transplant=TransplantSettings(count=arguments.count))
         command = "ldiff_benchmark " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        result = run_benchmark(cases, names, specs, output, settings, shapes, command=command)
-        from ldiff.evaluation.benchmark.report import SUMMARY_COLUMNS, markdown_table
+        seeds = [arguments.seed + repeat for repeat in range(arguments.repeats)]
+        results = []
+        for seed in seeds:
+            settings = BenchmarkSettings(seed=seed, dilate=arguments.dilate, lpips=not arguments.no_lpips,
+                                         real_lesions=not arguments.no_real_lesions and seed == seeds[0],
+                                         t1_channel=arguments.t1_channel, device=arguments.device,
+                                         transplant=TransplantSettings(count=arguments.count))
+            run_output = output if len(seeds) == 1 else output / f"seed_{seed}"
+            results.append(run_benchmark(cases, names, specs, run_output, settings, shapes, command=command))
+        from ldiff.evaluation.benchmark.report import SUMMARY_COLUMNS, markdown_table, provenance
+        from ldiff.evaluation.benchmark.seeds import seeds_table, summarise_runs, write_seed_summary
 
-        print(markdown_table(result["summary"], SUMMARY_COLUMNS))
-        print(f"Report, plot and previews: {output}")
+        if len(seeds) == 1:
+            print(markdown_table(results[0]["summary"], SUMMARY_COLUMNS))
+            print(f"Report, plot and previews: {output}")
+            return
+        write_seed_summary(results, seeds, output, results[0].get("provenance") or provenance(command))
+        print(seeds_table(summarise_runs(results)))
+        print(f"Mean over {len(seeds)} seeds: {output / 'seeds.md'}; each run in {output}/seed_K/")
 
     run_command(work)
 
