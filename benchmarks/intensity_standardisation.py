@@ -1,6 +1,9 @@
 """Would histogram standardisation at prediction help? ldiff_benchmark with the model's input mapped to its training landmarks.
 
     python benchmarks/intensity_standardisation.py --landmarks-from PREPROCESSED_FOLDER LDIFF_BENCHMARK_ARGUMENTS...
+    python benchmarks/intensity_standardisation.py --landmarks-from PREPROCESSED_FOLDER --fill-comparison ARGUMENTS...
+
+(the second runs benchmarks/fill_comparison.py instead: a dataset's test cases with their own lesions)
 
 An experiment, not a feature (yet). The real scans' brain-intensity histograms, after ldiff's percentile
 normalisation, differ from those of the phantoms a model was trained on (patient07's brain median sits at
@@ -71,5 +74,12 @@ if __name__ == "__main__":
     print("training landmarks (percentiles " + ", ".join(map(str, PERCENTILES)) + "): "
           + ", ".join(f"{value:.3f}" for value in landmarks), flush=True)
     install(landmarks)
-    sys.argv = ["ldiff_benchmark", *sys.argv[3:]]
-    main()
+    if sys.argv[3:4] == ["--fill-comparison"]:
+        import runpy
+
+        script = Path(__file__).resolve().parent / "fill_comparison.py"
+        sys.argv = [str(script), *sys.argv[4:]]
+        runpy.run_path(str(script), run_name="__main__")
+    else:
+        sys.argv = ["ldiff_benchmark", *sys.argv[3:]]
+        main()
