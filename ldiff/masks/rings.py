@@ -58,6 +58,20 @@ def lesion_rings(lesion: np.ndarray, nawm: np.ndarray, spacing: Spacing | None,
         yield LesionRing(box, inside, ring)
 
 
+def usable_rings(channels: np.ndarray, lesion: np.ndarray, nawm: np.ndarray, spacing: Spacing | None,
+                 ring_mm: tuple[float, float] = RING_MM) -> Iterator[tuple[LesionRing, np.ndarray]]:
+    """Each lesion of :func:`lesion_rings` whose ring gives a reference level, with that level: the ring's
+    median per channel ((C,) float64). ``channels`` (C, Z, Y, X); a lesion is skipped when its ring holds
+    fewer than :data:`MIN_RING_VOXELS` voxels or its median is not positive on every channel."""
+    channels = np.asarray(channels, dtype=np.float64)
+    for found in lesion_rings(lesion, nawm, spacing, ring_mm):
+        if np.count_nonzero(found.ring) < MIN_RING_VOXELS:
+            continue
+        levels = np.median(channels[(slice(None),) + found.box][:, found.ring], axis=1)
+        if np.all(levels > 0):
+            yield found, levels
+
+
 def ring_contrasts(channels: np.ndarray, lesion: np.ndarray, nawm: np.ndarray, spacing: Spacing | None,
                    ring_mm: tuple[float, float] = RING_MM) -> list[tuple[int, np.ndarray]]:
     """Per lesion, its voxel count and its contrast on every channel as a fraction of its ring's level.
@@ -68,17 +82,11 @@ def ring_contrasts(channels: np.ndarray, lesion: np.ndarray, nawm: np.ndarray, s
 
     Returns:
         ``(voxels, (mean inside - ring median) / ring median)`` with a (C,) float64 array, for every
-        lesion whose ring holds at least :data:`MIN_RING_VOXELS` voxels and whose ring median is
-        positive on every channel (-0.25 = 25 % darker than its ring).
+        lesion of :func:`usable_rings` (-0.25 = 25 % darker than its ring).
     """
     channels = np.asarray(channels, dtype=np.float64)
     rows = []
-    for found in lesion_rings(lesion, nawm, spacing, ring_mm):
-        if np.count_nonzero(found.ring) < MIN_RING_VOXELS:
-            continue
-        crop = channels[(slice(None),) + found.box]
-        levels = np.median(crop[:, found.ring], axis=1)
-        if not np.all(levels > 0):
-            continue
-        rows.append((int(np.count_nonzero(found.inside)), (crop[:, found.inside].mean(axis=1) - levels) / levels))
+    for found, levels in usable_rings(channels, lesion, nawm, spacing, ring_mm):
+        inside = channels[(slice(None),) + found.box][:, found.inside]
+        rows.append((int(np.count_nonzero(found.inside)), (inside.mean(axis=1) - levels) / levels))
     return rows

@@ -24,7 +24,8 @@ import numpy as np
 from scipy import ndimage
 
 from ldiff.masks.geometry import Spacing, spacing_for_array
-from ldiff.masks.rings import MIN_RING_VOXELS, RING_MM, LesionRing, lesion_rings, ring_contrasts  # noqa: F401 (re-exported)
+from ldiff.masks.rings import (MIN_RING_VOXELS, RING_MM, LesionRing, lesion_rings, ring_contrasts,  # noqa: F401
+                               usable_rings)  # (re-exported)
 from ldiff.preprocessing.brain_masks import assign_to_centres, derive_brain_mask, kmeans_1d
 
 WM_CLASS = 3
@@ -79,6 +80,11 @@ def residual_contrast(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray,
     """
     rows = [(voxels, 100.0 * float(fraction[0]))
             for voxels, fraction in ring_contrasts(np.asarray(channel)[None], lesion, nawm, spacing, ring_mm)]
+    return summarise_contrasts(rows)
+
+
+def summarise_contrasts(rows: Sequence[tuple[int, float]]) -> ContrastSummary:
+    """:class:`ContrastSummary` of ``(voxels, contrast %)`` per lesion."""
     if not rows:
         return ContrastSummary((), float("nan"), float("nan"))
     weights = np.array([voxels for voxels, _ in rows], dtype=np.float64)
@@ -89,28 +95,24 @@ def residual_contrast(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray,
 
 def per_lesion_contrast(channel: np.ndarray, lesion: np.ndarray, nawm: np.ndarray, classes: np.ndarray,
                         spacing: Spacing | None, ring_mm: tuple[float, float] = RING_MM) -> list[dict]:
-    """One dict per lesion with a usable ring (as :func:`residual_contrast`): ``voxels``, ``centre_zyx`` (voxel
-    indices of its centre of mass), ``contrast_pct`` (mean inside against the ring's median, %) and
-    ``non_wm_beside_pct``: the share of brain voxels within ``ring_mm[0]`` outside the lesion that
-    ``classes`` (:func:`tissue_classes`) does not call WM (other lesions count as WM).
+    """One dict per lesion with a usable ring (as :func:`residual_contrast`; :func:`summarise_contrasts` of
+    their ``(voxels, contrast_pct)`` is its summary): ``voxels``, ``centre_zyx`` (voxel indices of its centre
+    of mass), ``contrast_pct`` (mean inside against the ring's median, %) and ``non_wm_beside_pct``: the
+    share of brain voxels within ``ring_mm[0]`` outside the lesion that ``classes`` (:func:`tissue_classes`)
+    does not call WM (other lesions count as WM).
     """
     channel = np.asarray(channel, dtype=np.float64)
     lesion = np.asarray(lesion, dtype=bool)
     axis_spacing = spacing_for_array(spacing, lesion.ndim)
     rows = []
-    for found in lesion_rings(lesion, nawm, spacing, ring_mm):
-        if np.count_nonzero(found.ring) < MIN_RING_VOXELS:
-            continue
-        crop = channel[found.box]
-        level = float(np.median(crop[found.ring]))
-        if level <= 0:
-            continue
+    for found, levels in usable_rings(channel[None], lesion, nawm, spacing, ring_mm):
+        level = float(levels[0])
         beside = ndimage.distance_transform_edt(~found.inside, sampling=axis_spacing) <= ring_mm[0]
         beside &= ~found.inside & (classes[found.box] > 0)
         tissue = np.where(lesion[found.box], WM_CLASS, classes[found.box])[beside]
         centre = [int(round(c + s.start)) for c, s in zip(ndimage.center_of_mass(found.inside), found.box)]
         rows.append({"voxels": int(np.count_nonzero(found.inside)), "centre_zyx": centre,
-                     "contrast_pct": 100.0 * (float(crop[found.inside].mean()) - level) / level,
+                     "contrast_pct": 100.0 * (float(channel[found.box][found.inside].mean()) - level) / level,
                      "non_wm_beside_pct": 100.0 * float(np.mean(tissue != WM_CLASS)) if tissue.size else float("nan")})
     return rows
 

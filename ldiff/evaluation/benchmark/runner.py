@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ldiff.errors import LdiffError
 from ldiff.evaluation.benchmark.cases import BenchmarkCase, LoadedCase, load_case
 from ldiff.evaluation.benchmark.lesion_context import (WM_CLASS, normal_appearing_wm, per_lesion_contrast,
-                                                        residual_contrast, tissue_centres, tissue_classes,
+                                                        summarise_contrasts, tissue_centres, tissue_classes,
                                                         wm_fraction)
 from ldiff.preprocessing.brain_masks import derive_brain_mask
 from ldiff.evaluation.benchmark.methods import MethodRunner, MethodSpec
@@ -192,11 +192,10 @@ def real_lesion_rows(loaded: LoadedCase, channel_names: Sequence[str], runners: 
     rows, lesion_rows = [], []
     for label, filled, seconds in outputs:
         for channel, values in filled.items():
-            contrast = residual_contrast(values, region, nawm, spacing)
+            lesions = per_lesion_contrast(values, region, nawm, classes, spacing)
+            contrast = summarise_contrasts([(lesion["voxels"], lesion["contrast_pct"]) for lesion in lesions])
             lesion_rows += [{"case": loaded.name, "method": label, "channel": channel_names[channel], "lesion": index,
-                             **lesion_row}
-                            for index, lesion_row in enumerate(per_lesion_contrast(values, region, nawm, classes,
-                                                                                   spacing), start=1)]
+                             **lesion} for index, lesion in enumerate(lesions, start=1)]
             row = {"case": loaded.name, "method": label, "channel": channel_names[channel], "seconds": seconds,
                    "lesions": len(contrast.per_lesion), "voxels": int(region.sum()),
                    "residual_contrast_abs_pct": contrast.weighted_abs,

@@ -14,10 +14,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ldiff.evaluation.benchmark.runner import INPUT_ROW
 from ldiff.io import atomic_path, save_json_atomic
 
 METRICS = ("thesis_psnr_in", "thesis_ssim_in")
-INPUT_ROW = "input"
 
 
 def _is_classic(method: str) -> bool:
