@@ -114,7 +114,7 @@ def variant_label(description: dict, predictor) -> str:
     warm = f", t0={predictor.t0}" if predictor.t0 is not None and predictor.model.task.warm_starts else ""
     return (f"ldiff {description.get('task')} {description.get('config_name', '')} "
             f"({'+'.join(description['channel_names'])}; {where} x {draws} draw{'s' if draws > 1 else ''}, "
-            f"{sampler} {steps} steps{warm})")
+            f"{sampler} {steps} steps{warm}{', standardised' if predictor.landmarks is not None else ''})")
 
 
 def load_predictor(model_folder: Path, sampler: str | None, steps: int | None, device: str, checkpoint: str,

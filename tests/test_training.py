@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from ldiff.networks import build_network
+from ldiff.preprocessing.standardisation import LANDMARK_PERCENTILES
 from ldiff.training import checkpoints
 from ldiff.training.trainer import train
 from training_fixtures import make_preprocessed_dataset
@@ -70,6 +71,17 @@ def test_every_task_and_configuration_trains_and_writes_its_results(tiny_dataset
     assert model_json["training"]["num_training_steps"] == 3 and model_json["training"]["learning_rate"] == 1e-3
     settings = json.loads((output / "training_settings.json").read_text())
     assert settings["world_size"] == 1 and settings["batch_size"] == 2
+    # The training cases' mean brain percentiles (fold 0's training cases, not its validation case): what
+    # prediction standardises a new scan's intensities to.
+    train_ids = json.loads((tiny_dataset / "splits_final.json").read_text())[0]["train"]
+    per_case = []
+    for case in train_ids:
+        with np.load(tiny_dataset / "ldiffPlans_1x1x1mm" / f"{case}.npz") as arrays:
+            brain = arrays["brain"].astype(bool)
+            per_case.append([np.percentile(channel[brain], LANDMARK_PERCENTILES) for channel in arrays["image"]])
+    landmarks = model_json["intensity_landmarks"]
+    assert landmarks["cases"] == len(train_ids) == 3 and landmarks["percentiles"] == list(LANDMARK_PERCENTILES)
+    np.testing.assert_allclose(landmarks["mean"], np.mean(per_case, axis=0), atol=1e-6)
 
     # Both checkpoints load without unpickling arbitrary objects.
     latest = torch.load(output / "checkpoint_latest.pth", weights_only=True)

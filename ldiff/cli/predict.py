@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "sampling to the one asked for (--lesion-intensity as a contrast, --lesion-intensity-from, "
                           "else the training lesions' for each lesion's volume); model keeps the model's own; auto (default): match, or the "
                           "model's own where it has no training fingerprint")
+    sampling.add_argument("--standardise", choices=("auto", "on", "off"), default="auto",
+                          help="map the scan's brain histogram onto the model's training data before sampling and the "
+                          "fill back (Nyul-Udupa landmarks recorded in model.json); auto (default): for filling models "
+                          "that record them")
     sampling.add_argument("--batch-size", type=int, help="samples per network call, --num-samples draws of a crop included "
                           "(default: the training batch size; at most 8 on a CPU)")
     sampling.add_argument("--num-samples", type=int,
@@ -136,6 +140,7 @@ def main() -> None:
             context_margin=arguments.context_margin, context_slices=arguments.context_slices,
             views=None if arguments.views is None else ("all" if "all" in arguments.views else tuple(arguments.views)),
             match_contrast={"auto": None, "match": True, "model": False}[arguments.lesion_contrast],
+            standardise={"auto": None, "on": True, "off": False}[arguments.standardise],
         )
         written = predict_files(
             arguments.input, arguments.output, model, options, arguments.mask, arguments.masks, arguments.seed,

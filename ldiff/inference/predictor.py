@@ -7,7 +7,9 @@
 2. preprocessing exactly as for training (:func:`ldiff.preprocessing.preprocess_images`: RAS+,
    brain crop, target spacing, percentile normalisation to [-1, 1]); the dilated mask is carried
    into that space by linear interpolation, keeping every voxel it touches, and limited to the
-   brain, as the training masks are;
+   brain, as the training masks are; for the fill tasks, where the model records its training data's
+   intensity landmarks, the brain's histogram mapped onto theirs (:mod:`ldiff.preprocessing.standardisation`;
+   the output mapped back before step 4);
 3. sampling only the crops of :mod:`ldiff.inference.roi`, in batches of one crop shape, once per
    view (:mod:`ldiff.slice_views`: the volume sliced axially, coronally or sagittally) and averaged
    over the views inside the mask;
@@ -71,10 +73,11 @@ from ldiff.inference.roi import (BACKGROUND, RoiPlan, coverage_in_preprocessed_s
 from ldiff.io import Geometry, array_to_image, geometry_mismatch
 from ldiff.masks import dilate_mask
 from ldiff.preprocessing import derive_wm_mask, preprocess_images, restore_to_original
+from ldiff.preprocessing.standardisation import IntensityStandardisation
 from ldiff.devices import resolve_device
 # SamplingOptions and its resolution live in sampling_options; imported here as the Python API's names.
 from ldiff.inference.sampling_options import (DEFAULT_STEPS, FULL_WALK, SamplingOptions, build_task_sampler,  # noqa: F401
-                                              resolved_sampler, resolved_t0)
+                                              resolved_landmarks, resolved_sampler, resolved_t0)
 from ldiff.inference.smooth_fill import smooth_prefill
 from ldiff.inference.view_fill import fill_along_views
 from ldiff.slice_views import default_views, is_isotropic
@@ -121,6 +124,7 @@ class Predictor:
             plan_rois, margin=self.options.context_margin, context_slices=self.options.context_slices)
         self.sampler = build_task_sampler(model, self.options)
         self.t0 = resolved_t0(model, self.options)
+        self.landmarks = resolved_landmarks(model, self.options)
         self.network_calls = 0
         spacing = model.description.get("target_spacing") or (1.0, 1.0, 1.0)
         if self.views != ("axial",) and not is_isotropic(spacing):
@@ -143,6 +147,8 @@ class Predictor:
         line = line if views == ("axial",) else line + f" in each of {len(views)} views ({', '.join(views)})"
         if self.t0 is not None and self.model.task.warm_starts:
             line += f", warm start: smooth fill noised to t0={self.t0}"
+        if self.landmarks is not None:
+            line += ", input standardised to the training histogram"
         fingerprint = load_fingerprint(self.model) if self.can_match_contrast else None
         if fingerprint is not None and fingerprint.get("lesion_contrast_by_volume"):
             return line + ", lesion contrast matched per lesion by its volume"
@@ -267,6 +273,10 @@ class Predictor:
         region = dilate_mask(mask, spacing=geometry.spacing, shape=dilation["shape"], radius_mm=dilation["radius_mm"])
         arrays, properties = preprocess_images(images, None, None, model.preprocessing_config, None, image_name)
         brain = arrays["brain"].astype(bool)
+        standardisation = None
+        if self.landmarks is not None:
+            standardisation = IntensityStandardisation.fit(arrays["image"], brain, self.landmarks)
+            arrays["image"] = standardisation.apply(arrays["image"])
         in_mask = coverage_in_preprocessed_space(mask, properties) > COVERAGE_THRESHOLD
         if not in_mask[brain].any():
             raise LdiffError(f"{mask_name}: no mask voxel lies inside the brain found in the image; check that the "
@@ -330,7 +340,8 @@ class Predictor:
         changed = region & painted_on_grid
         outputs = []
         for channel, image in enumerate(images):
-            restored = sitk.GetArrayFromImage(restore_to_original(painted[channel], properties, channel))
+            values = painted[channel] if standardisation is None else standardisation.invert(painted[channel], channel)
+            restored = sitk.GetArrayFromImage(restore_to_original(values, properties, channel))
             values = sitk.GetArrayFromImage(image)
             values[changed] = cast_to_dtype(restored[changed], values.dtype)
             outputs.append(array_to_image(values, geometry))

@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ldiff.diffusion import resolve_t0
 from ldiff.errors import LdiffError
 from ldiff.inference.model_loading import LoadedModel
 from ldiff.inference.roi import DEFAULT_CONTEXT_MARGIN
+from ldiff.preprocessing.standardisation import target_landmarks
 from ldiff.slice_views import parse_views
 
 DEFAULT_STEPS = {"ddim": 25, "ddpm": 1000, "dpm_solver": 15, "repaint": 50}
@@ -42,7 +45,11 @@ class SamplingOptions:
     contrast to their surroundings after sampling (:mod:`ldiff.inference.contrast_matching`): True
     to the lesion intensity given (``lesion_intensity`` or ``lesion_intensity_from``), else to the
     training lesions'; False never; True and None (default) differ only in that None falls back quietly
-    to the model's own contrast where the model has no training fingerprint.
+    to the model's own contrast where the model has no training fingerprint. ``standardise``: map the
+    normalised input's brain histogram onto the training data's before sampling and the output back
+    (:mod:`ldiff.preprocessing.standardisation`): True (refused for a model without
+    ``intensity_landmarks``), False, or None (default): where the task standardises by default
+    (:attr:`~ldiff.tasks.Task.standardises_intensities`) and the model has landmarks.
     """
 
     sampler: str | None = None
@@ -57,6 +64,7 @@ class SamplingOptions:
     num_samples: int | None = None
     views: tuple[str, ...] | str | None = None
     match_contrast: bool | None = None
+    standardise: bool | None = None
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "jump_length": self.jump_length,
@@ -113,3 +121,15 @@ def build_task_sampler(model: LoadedModel, options: SamplingOptions) -> Any:
     name, steps = resolved_sampler(model, options)
     return model.task.build_sampler(model.schedule, name, steps, eta=options.eta, jump_length=options.jump_length,
                                     resamplings=options.resamplings)
+
+
+def resolved_landmarks(model: LoadedModel, options: SamplingOptions) -> np.ndarray | None:
+    """The training intensity landmarks (C, P) that prediction standardises the input to, or None for no
+    standardisation (``options.standardise``); one sentence where it is asked of a model without them."""
+    if options.standardise is False or (options.standardise is None and not model.task.standardises_intensities):
+        return None
+    landmarks = target_landmarks(model.description, model.num_channels)
+    if landmarks is None and options.standardise:
+        raise LdiffError(f"{model.folder}: its model.json has no intensity_landmarks (models trained before they were "
+                         f"recorded), so its input cannot be standardised; predict without standardisation.")
+    return landmarks

@@ -4,7 +4,8 @@ A model folder (``$ldiff_results/DatasetNNN_Name/TASK__CONFIG/fold_F/`` or a shi
 ``ldiff/demo_models/<name>/``) holds:
 
 - ``model.json``: everything needed to run the weights again (task, network, noise schedule, channel
-  names, normalisation, target spacing, mask dilation, patch size, stack depth, training settings).
+  names, normalisation and the training data's intensity landmarks, target spacing, mask dilation,
+  patch size, stack depth, training settings).
   It is the one description of the model: ``checkpoint_final.pth`` carries a copy (so a lone
   checkpoint still says what it is), and reading checks that the two agree on task and network.
 - ``checkpoint_final.pth``: ``format_version``, ``kind="final"``, ``step``, the EMA weights as
@@ -37,7 +38,7 @@ CHECKPOINT_FILES = {"final": FINAL_NAME, "latest": LATEST_NAME}
 
 # ---------------------------------------------------------------------------------------- model.json
 def model_description(plans: dict, dataset_json: dict, dataset_name: str, task: Any, config_name: str,
-                      network_config: dict, settings: dict) -> dict[str, Any]:
+                      network_config: dict, settings: dict, intensity_landmarks: dict | None = None) -> dict[str, Any]:
     """The content of ``model.json``: everything a trained model needs to be run again.
 
     Args:
@@ -46,6 +47,9 @@ def model_description(plans: dict, dataset_json: dict, dataset_name: str, task: 
         task: the :class:`ldiff.tasks.Task` trained.
         network_config: the plan's network config with the task's in/out channels.
         settings: TrainingSettings.to_dict().
+        intensity_landmarks: the training cases' mean brain percentiles after normalisation
+            (:func:`ldiff.preprocessing.standardisation.training_landmarks`), which prediction
+            standardises a new scan to; None leaves them out.
     """
     configuration = plans["configurations"][config_name]
     return {
@@ -72,6 +76,7 @@ def model_description(plans: dict, dataset_json: dict, dataset_name: str, task: 
         "stack_depth": configuration["stack_depth"],
         "labels": dataset_json.get("labels"),
         "training": settings,
+        **({"intensity_landmarks": intensity_landmarks} if intensity_landmarks else {}),
     }
 
 

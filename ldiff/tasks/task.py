@@ -74,6 +74,14 @@ class Task:
         return not self.paints_lesions
 
     @property
+    def standardises_intensities(self) -> bool:
+        """Prediction maps the input's brain histogram onto the training data's by default
+        (:mod:`ldiff.preprocessing.standardisation`): the fill tasks. Synthesis sets its lesions' contrast
+        in the model's space (:mod:`ldiff.inference.contrast_matching`), which a nonlinear map would bend
+        on the way back, so it standardises only when asked."""
+        return not self.paints_lesions
+
+    @property
     def takes_lesion_intensity(self) -> bool:
         """Prediction accepts ``--lesion-intensity``: tasks that start from a coarse lesion, and conditional
         synthesis trained with the lesion-level cue."""

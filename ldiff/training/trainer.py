@@ -42,6 +42,7 @@ from ldiff.io import save_json_atomic
 from ldiff.io.model_files import write_model_json
 from ldiff.masks.library_cache import load_or_build_lesion_library
 from ldiff.networks import build_network
+from ldiff.preprocessing.standardisation import training_landmarks
 from ldiff.seeds import keyed_seed
 from ldiff.tasks import Task
 from ldiff.training import checkpoints
@@ -176,6 +177,8 @@ class Trainer:
         else:
             barrier(self.context)
             train_ids, validation_ids, library = split_and_library()
+        # What prediction standardises a new scan's intensities to (ldiff.preprocessing.standardisation).
+        self.intensity_landmarks = training_landmarks(run.data_folder, train_ids) if self.context.is_main else None
         source = SampleSource(run.data_folder, train_ids, run.plans, run.config_name, self.task, settings.seed,
                               augment=True, lesion_library=library,
                               augmentation=AUGMENTATION_PRESETS[settings.augmentation],
@@ -199,7 +202,7 @@ class Trainer:
     def model_description(self) -> dict[str, Any]:
         run = self.run_info
         return checkpoints.model_description(run.plans, run.dataset_json, run.dataset_name, self.task, run.config_name,
-                                             run.network_config, self.settings.to_dict())
+                                             run.network_config, self.settings.to_dict(), self.intensity_landmarks)
 
     # ---- the loop --------------------------------------------------------------------------------
     def train_step(self, step: int, batch: dict[str, torch.Tensor]) -> float:

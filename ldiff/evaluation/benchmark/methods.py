@@ -49,6 +49,8 @@ class MethodSpec:
 
 
 def _parse_value(text: str) -> Any:
+    if text.lower() in ("true", "false"):  # e.g. standardise=false, match_contrast=true
+        return text.lower() == "true"
     for convert in (int, float):
         try:
             return convert(text)
