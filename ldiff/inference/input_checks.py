@@ -1,6 +1,9 @@
-"""Warnings about inputs unlike what a model was trained on: they still fill, but less reliably.
+"""Checks of a prediction's inputs: errors for inputs that cannot be filled, warnings for inputs unlike
+what a model was trained on (they still fill, but less reliably).
 
-Two checks that need no model output:
+:func:`check_prediction_inputs` refuses, in one sentence, images that do not fit the model (channel
+count, non-finite voxels, channels or mask on different grids). :func:`input_warnings` gives two
+warnings that need no model output:
 
 * **Anisotropy**: voxels much longer along one axis (e.g. 1 x 1 x 5 mm clinical slices). Prediction
   resamples the image to the model's target spacing, so along the coarse axis the network sees
@@ -11,9 +14,13 @@ Two checks that need no model output:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+import SimpleITK as sitk
+
+from ldiff.errors import LdiffError
+from ldiff.io import Geometry, geometry_mismatch
 
 MAX_ANISOTROPY = 3.0
 """Warn when the longest voxel edge is more than this many times the shortest."""
@@ -52,3 +59,26 @@ def input_warnings(name: str, array: np.ndarray, spacing: Sequence[float], targe
                         "The model saw skull-stripped scans: strip the skull first (for example with HD-BET or "
                         "SynthStrip) for a reliable intensity normalisation.")
     return messages
+
+
+def check_prediction_inputs(model: Any, images: list[sitk.Image], mask: np.ndarray, mask_name: str) -> None:
+    """Raise LdiffError (one sentence) unless ``images`` fit ``model`` (a
+    :class:`~ldiff.inference.model_loading.LoadedModel`): one image per model channel, finite voxels, all
+    on channel 0's grid, and ``mask`` (Z, Y, X) of that grid's shape."""
+    names = model.channel_names
+    if len(images) != model.num_channels:
+        raise LdiffError(f"the model {model.folder} expects {model.num_channels} channel(s) "
+                         f"({', '.join(names)}) but got {len(images)} image(s); give them in that order or "
+                         f"choose a model trained on your channels.")
+    for index, image in enumerate(images):
+        values = sitk.GetArrayViewFromImage(image)
+        if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+            raise LdiffError(f"channel {index}: contains NaN or Inf voxels; replace them before predicting.")
+    reference = Geometry.of(images[0])
+    for index, image in enumerate(images[1:], start=1):
+        mismatch = geometry_mismatch(reference, Geometry.of(image))
+        if mismatch is not None:
+            raise LdiffError(f"channel {index} ({names[index] if index < len(names) else '?'}): its grid differs "
+                             f"from channel 0's ({mismatch}).")
+    if mask.shape != tuple(reversed(reference.size)):
+        raise LdiffError(f"{mask_name}: has shape {mask.shape}, the image {tuple(reversed(reference.size))}.")

@@ -65,6 +65,7 @@ from tqdm import tqdm
 from ldiff.diffusion import paint_coarse_lesion
 from ldiff.errors import LdiffError
 from ldiff.io.cases import cast_to_dtype
+from ldiff.inference.input_checks import check_prediction_inputs
 from ldiff.inference.contrast_matching import ContrastMatch, match_case_contrast
 from ldiff.inference.lesion_intensity import contrast_for_volume, lesion_levels, relative_lesion_contrasts
 from ldiff.inference.model_loading import LoadedModel, load_fingerprint, load_model
@@ -264,7 +265,7 @@ class Predictor:
             progress: show a progress bar over the crop batches.
         """
         model = self.model
-        self._check_inputs(images, mask, mask_name)
+        check_prediction_inputs(self.model, images, mask, mask_name)
         geometry = Geometry.of(images[0])
         if not mask.any():
             logger.warning("%s is empty; the output is the input unchanged.", mask_name)
@@ -354,25 +355,6 @@ class Predictor:
         if wm_channel is None:
             return None
         return derive_wm_mask(image[wm_channel], brain, paint)
-
-    def _check_inputs(self, images: list[sitk.Image], mask: np.ndarray, mask_name: str) -> None:
-        names = self.model.channel_names
-        if len(images) != self.model.num_channels:
-            raise LdiffError(f"the model {self.model.folder} expects {self.model.num_channels} channel(s) "
-                             f"({', '.join(names)}) but got {len(images)} image(s); give them in that order or "
-                             f"choose a model trained on your channels.")
-        for index, image in enumerate(images):
-            values = sitk.GetArrayViewFromImage(image)
-            if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
-                raise LdiffError(f"channel {index}: contains NaN or Inf voxels; replace them before predicting.")
-        reference = Geometry.of(images[0])
-        for index, image in enumerate(images[1:], start=1):
-            mismatch = geometry_mismatch(reference, Geometry.of(image))
-            if mismatch is not None:
-                raise LdiffError(f"channel {index} ({names[index] if index < len(names) else '?'}): its grid differs "
-                                 f"from channel 0's ({mismatch}).")
-        if mask.shape != tuple(reversed(reference.size)):
-            raise LdiffError(f"{mask_name}: has shape {mask.shape}, the image {tuple(reversed(reference.size))}.")
 
     def _with_coarse_lesions(self, arrays: dict[str, np.ndarray], properties: dict, mask: np.ndarray,
                              paint: np.ndarray, values: np.ndarray) -> np.ndarray:
