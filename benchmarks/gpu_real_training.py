@@ -76,7 +76,7 @@ ROUNDS = {
     # are preprocessed (the ventricles were background before), so rounds 1-2 trained on real patients
     # preprocessed otherwise than they are now filled. Round 3 re-preprocesses (``prepare`` runs today's
     # code) and starts every run from the phantom-only model (benchmark_results/models/demo_phantoms,
-    # restored from commit 553a926 by benchmarks/warm_start.sh), so the two one-patient models stay honest
+    # restored from commit 553a926 by benchmarks/phantom_only_model.sh), so the two one-patient models stay honest
     # on the other patient; all three views from the start.
     3: {"2d_p07_r3": ("207", "2d", 128, ".gpu/pretrained/demo_phantoms", "all"),
         "2d_p19_r3": ("219", "2d", 128, ".gpu/pretrained/demo_phantoms", "all"),
@@ -156,7 +156,7 @@ def prepare(arguments: argparse.Namespace) -> None:
     for name in PRETRAINED_TO_CARRY:  # the weights the round starts from (weights and model.json only)
         source = Path(arguments.pretrained_from) / name
         if not (source / "checkpoint_final.pth").is_file():
-            sys.exit(f"{source} has no checkpoint_final.pth: restore it first (round 3: bash benchmarks/warm_start.sh "
+            sys.exit(f"{source} has no checkpoint_final.pth: restore it first (round 3: bash benchmarks/phantom_only_model.sh "
                      f"restores demo_phantoms; round 2: unpack round 1's models).")
         (pack / "pretrained" / name).mkdir(parents=True)
         for file_name in ("checkpoint_final.pth", "model.json"):

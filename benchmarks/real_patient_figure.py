@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import textwrap
 import sys
 import time
 from pathlib import Path
@@ -79,8 +80,9 @@ def main() -> None:
             axis.set_xticks([])
             axis.set_yticks([])
     figure.suptitle((arguments.title + "\n" if arguments.title else "") +
-                    f"{predictor.model.describe()}\n{predictor.describe_sampling()}; {int(mask.sum())} lesion voxels "
-                    f"filled in {seconds:.0f} s",
+                    f"{predictor.model.describe()}\n" +
+                    textwrap.fill(f"{predictor.describe_sampling()}; {int(mask.sum())} lesion voxels filled in "
+                                  f"{seconds:.0f} s", width=32 * len(columns)),
                     fontsize=7)
     figure.tight_layout()
     output = Path(arguments.output)

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-from fill_comparison import folder_name, result_provenance, write_dilated_masks, write_report
+from fill_comparison import folder_name, variant_options, result_provenance, write_dilated_masks, write_report
 from ldiff import paths
 from ldiff.dataset.raw import RawDataset
 from ldiff.evaluation.classic.files import fill_classic_files
@@ -93,6 +93,9 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=None)
     parser.add_argument("--views", default=None, help="e.g. axial, or all (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--variants", nargs="+", default=["default"],
+                        help="ldiff sampling variants, one row each: default or key=value,... as in ldiff_benchmark's "
+                             "method specs (e.g. standardise=false)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cases", type=int, default=2, help="the first N test cases")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmark_results/robustness"))
@@ -109,11 +112,13 @@ def main() -> None:
     channels = [dataset.channel_names.index(channel) for channel in description["channel_names"]]
     radius = int(description["mask_dilation"]["radius_voxels"])
     masks = write_dilated_masks(dataset, cases, radius, arguments.output / "masks")
-    predictor = Predictor.from_folder(arguments.model, device=arguments.device, sampler=arguments.sampler,
-                                      steps=arguments.steps, batch_size=arguments.batch_size,
-                                      num_samples=arguments.num_samples, views=arguments.views)
-    sampling = predictor.describe_sampling()
-    model_label = "ldiff"
+    predictors = {}  # label -> Predictor, one per variant
+    for variant in arguments.variants:
+        options = {"sampler": arguments.sampler, "steps": arguments.steps, "batch_size": arguments.batch_size,
+                   "num_samples": arguments.num_samples, "views": arguments.views, **variant_options(variant)}
+        label = "ldiff" if variant == "default" else f"ldiff@{variant}"
+        predictors[label] = Predictor.from_folder(arguments.model, device=arguments.device, **options)
+    sampling = "; ".join(f"{label}: {predictor.describe_sampling()}" for label, predictor in predictors.items())
 
     rows = []
     for perturbation_name in arguments.perturbations:
@@ -131,14 +136,15 @@ def main() -> None:
             start = time.perf_counter()
             fill_classic_files(inputs, folder / method, method=method, masks_dir=masks, progress=False)
             timings[method] = (time.perf_counter() - start) / len(cases)
-        start = time.perf_counter()
-        for case in cases:
-            images = [read_image(inputs / case.image_files[index].name) for index in channels]
-            lesion = sitk.GetArrayFromImage(read_image(case.label_file)) > 0
-            result = predictor.predict(images, lesion, seed=0)
-            for index, image in zip(channels, result.images):
-                write_image_atomic(image, folder / folder_name(model_label) / case.image_files[index].name)
-        timings[model_label] = (time.perf_counter() - start) / len(cases)
+        for model_label, predictor in predictors.items():
+            start = time.perf_counter()
+            for case in cases:
+                images = [read_image(inputs / case.image_files[index].name) for index in channels]
+                lesion = sitk.GetArrayFromImage(read_image(case.label_file)) > 0
+                result = predictor.predict(images, lesion, seed=0)
+                for index, image in zip(channels, result.images):
+                    write_image_atomic(image, folder / folder_name(model_label) / case.image_files[index].name)
+            timings[model_label] = (time.perf_counter() - start) / len(cases)
         for method, seconds in timings.items():
             result = evaluate_folder(references, folder / folder_name(method), masks, lpips=False, num_processes=1)
             aggregate = result["aggregate"]["thesis"]

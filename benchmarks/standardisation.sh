@@ -16,19 +16,9 @@ data="${OPEN_MS_DATA:-../shared/data/open_ms_data}"
 out="${OUT:-benchmark_results/standardisation}"
 demo="benchmark_results/models/demo_phantoms"
 shipped="ldiff/demo_models/t1_cond_fill"
-phantoms="ldiff_preprocessed/Dataset002_MSPhantomT1/ldiffPlans_1x1x1mm"
 what="${1:-all}"
 
-if [ ! -f "$demo/checkpoint_final.pth" ]; then
-  mkdir -p "$demo"
-  for f in $(git ls-tree --name-only 553a926 ldiff/demo_models/t1_cond_fill/); do
-    git show "553a926:$f" > "$demo/$(basename "$f")"
-  done
-fi
-if ! grep -q intensity_landmarks "$demo/model.json"; then
-  python -m ldiff.cli.record_landmarks "$demo" "$phantoms" \
-    --source "the 24 phantoms of Dataset002_MSPhantomT1 it was trained on (ldiff_train -f all)"
-fi
+bash benchmarks/phantom_only_model.sh  # restored from git, with its intensity landmarks
 both() { echo "ldiff:$1" "ldiff:$1@standardise=false"; }
 
 if [[ "$what" == patients || "$what" == all ]]; then

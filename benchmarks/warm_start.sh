@@ -20,12 +20,7 @@ demo="benchmark_results/models/demo_phantoms"
 shipped="ldiff/demo_models/t1_cond_fill"
 read -r -a t0s <<< "${T0S:-full 50 100 150 250}"
 
-if [ ! -f "$demo/checkpoint_final.pth" ]; then
-  mkdir -p "$demo"
-  for f in $(git ls-tree --name-only 553a926 ldiff/demo_models/t1_cond_fill/); do
-    git show "553a926:$f" > "$demo/$(basename "$f")"
-  done
-fi
+bash benchmarks/phantom_only_model.sh  # restored from git, with its intensity landmarks
 
 methods() {  # $1 = model folder: one ldiff method per t0, then the classic fillers that lead somewhere
   local m=() t
