@@ -175,3 +175,16 @@ def test_record_landmarks_adds_the_training_cases_mean_to_model_json(tmp_path):
     with pytest.raises(LdiffError, match=r"expected \(1, 9\)"):
         record_landmarks(one_channel, data)
     shutil.rmtree(tmp_path / "preprocessed")
+
+
+def test_the_command_line_flag_reaches_the_predictor(tmp_path):
+    """``ldiff_predict --standardise on`` with a model that records no landmarks: one sentence, nothing written."""
+    from test_predict_cli import make_folder, one_line_error, run_cli
+
+    folder = make_model_folder(tmp_path / "models", "cond_fill", "2d")
+    images, _, _ = make_folder(tmp_path, cases=("one",))
+    out = tmp_path / "out"
+    message = one_line_error(run_cli("-i", images / "one_0000.nii.gz", images / "one_0001.nii.gz", "--mask",
+                                     images / "one.nii.gz", "-o", out, "-m", folder, "--standardise", "on",
+                                     "--device", "cpu"))
+    assert "no intensity_landmarks" in message and not out.exists()
