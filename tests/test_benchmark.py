@@ -328,7 +328,7 @@ def test_the_scored_region_defaults_to_the_models_own_dilation():
     assert described["checkpoint_sha256"] == hashlib.sha256((demo / "checkpoint_final.pth").read_bytes()).hexdigest()
     # the shipped model is trained on all three views, so it fills along each with one draw
     assert described["sampling"] == ("dpm_solver 3 steps, one draw per crop in each of 3 views (axial, coronal, sagittal), "
-                                     "warm start: smooth fill noised to t0=250")
+                                     "warm start: smooth fill noised to t0=250, input standardised to the training histogram")
 
 
 def test_plot_labels_name_the_model_and_its_settings():
