@@ -341,8 +341,8 @@ class Predictor:
         changed = region & painted_on_grid
         outputs = []
         for channel, image in enumerate(images):
-            values = painted[channel] if standardisation is None else standardisation.invert(painted[channel], channel)
-            restored = sitk.GetArrayFromImage(restore_to_original(values, properties, channel))
+            output = painted[channel] if standardisation is None else standardisation.invert(painted[channel], channel)
+            restored = sitk.GetArrayFromImage(restore_to_original(output, properties, channel))
             values = sitk.GetArrayFromImage(image)
             values[changed] = cast_to_dtype(restored[changed], values.dtype)
             outputs.append(array_to_image(values, geometry))
