@@ -398,3 +398,41 @@ def test_views_slice_along_their_own_axis_and_sagittal_slices_are_never_mirrored
     assert not all(np.array_equal(mixed.draw(0, i).image, axial_only.draw(0, i).image) for i in range(6))
     with pytest.raises(ValueError, match="unknown view"):
         SampleSource(data_folder, ["case_000"], plans, "2d", get_task("cond_fill"), seed=0, views=("oblique",))
+
+
+# ---- smoothing as a resampled scan is (strong_blur) -------------------------------------------------
+def test_blur_in_plane_smooths_noise_keeps_a_constant_brain_and_leaves_the_background():
+    from dataclasses import replace
+
+    from ldiff.training.augmentation import STRONG_AUGMENTATION, blur_in_plane
+
+    sigma = 1.0
+    always = replace(STRONG_AUGMENTATION, blur_probability=1.0, blur_sigma_range=(sigma, sigma))
+    brain = np.zeros((1, 96, 96), bool)
+    brain[:, 8:88, 8:88] = True
+    noise = np.random.default_rng(0).normal(0.0, 0.1, (2, 1, 96, 96))
+    image = np.where(brain, 0.2 + noise, -1.0).astype(np.float32)
+    image[1] = np.where(brain, 0.5, -1.0)  # channel 1: a constant brain
+    out = blur_in_plane(image, brain, np.random.default_rng(1), always)
+    assert np.array_equal(out[:, ~brain], image[:, ~brain]), "the background is untouched"
+    np.testing.assert_allclose(out[1][brain], 0.5, atol=1e-6)  # normalised: no background bleeds in
+    # White noise through a 2D Gaussian of sigma s keeps 1 / (4 pi s^2) of its variance (away from the edge).
+    interior = np.zeros_like(brain)
+    interior[:, 20:76, 20:76] = True
+    ratio = np.var(out[0][interior]) / np.var(image[0][interior])
+    assert ratio == pytest.approx(1.0 / (4.0 * np.pi * sigma ** 2), rel=0.2)
+    # Off (every preset but strong_blur): the same array back and not one number drawn.
+    rng = np.random.default_rng(2)
+    assert blur_in_plane(image, brain, rng, STRONG_AUGMENTATION) is image
+    assert rng.random() == np.random.default_rng(2).random()
+
+
+def test_strong_blur_is_strong_with_blur():
+    from dataclasses import replace
+
+    from ldiff.training.augmentation import AUGMENTATION_PRESETS, STRONG_AUGMENTATION
+    from ldiff.training.settings import AUGMENTATION_NAMES
+
+    assert set(AUGMENTATION_NAMES) == set(AUGMENTATION_PRESETS)
+    blur = AUGMENTATION_PRESETS["strong_blur"]
+    assert blur.blur_probability > 0 and replace(blur, blur_probability=0.0) == STRONG_AUGMENTATION

@@ -56,6 +56,11 @@ class AugmentationParameters:
     rim_probability: float = 0.0
     rim_fraction: float = 0.05  # the rim's largest relative change, drawn in +- this per channel
     rim_width: int = 2  # voxels outside the mask over which it fades to 0
+    # Gaussian smoothing in-plane inside the brain (blur_in_plane): scans resampled onto another grid, e.g.
+    # registered to a template, are smoother than the training data (noise alone only makes them
+    # noisier). 0 = never (the presets above), so that their samples stay as they were.
+    blur_probability: float = 0.0
+    blur_sigma_range: tuple[float, float] = (0.5, 1.5)  # voxels, the same for every channel of a sample
 
 
 DEFAULT_AUGMENTATION = AugmentationParameters()
@@ -71,8 +76,10 @@ STRONG_AUGMENTATION = AugmentationParameters(
 )
 # Strong, and filling masks get a lesion rim in their context half of the time (issue 9's experiment).
 STRONG_RIM_AUGMENTATION = replace(STRONG_AUGMENTATION, rim_probability=0.5)
+# Strong, and a third of the samples smoothed as a resampled scan is (issue 9's experiment).
+STRONG_BLUR_AUGMENTATION = replace(STRONG_AUGMENTATION, blur_probability=0.3)
 AUGMENTATION_PRESETS = {"default": DEFAULT_AUGMENTATION, "strong": STRONG_AUGMENTATION,
-                        "strong_rim": STRONG_RIM_AUGMENTATION}
+                        "strong_rim": STRONG_RIM_AUGMENTATION, "strong_blur": STRONG_BLUR_AUGMENTATION}
 
 
 @dataclass(frozen=True)
@@ -279,4 +286,34 @@ def paint_context_rim(image: np.ndarray, paint: np.ndarray, known: np.ndarray, b
     for channel, fraction in enumerate(fractions):
         u = (result[channel].astype(np.float64) + 1.0) / 2.0 * (1.0 + fraction * weight)
         result[channel] = (np.clip(u, 0.0, 1.0) * 2.0 - 1.0).astype(np.float32)
+    return result
+
+
+def blur_in_plane(image: np.ndarray, brain: np.ndarray, rng: np.random.Generator,
+                  parameters: AugmentationParameters) -> np.ndarray:
+    """With probability ``blur_probability``, every channel smoothed in-plane by one Gaussian of sigma ~
+    U(``blur_sigma_range``) voxels inside ``brain``; a new array (the input itself when nothing applies).
+
+    The smoothing is normalised by the brain's own smoothed indicator, so the background (-1) does not
+    bleed into the brain's edge and a constant brain stays constant; voxels outside ``brain`` are
+    returned unchanged.
+
+    Args:
+        image: (C, ..., Y, X) float32 in [-1, 1]; the last two axes are the slice plane.
+        brain: (..., Y, X) bool/0-1.
+        rng: the sample's generator (drawn from only when ``blur_probability`` > 0).
+    """
+    if parameters.blur_probability <= 0:
+        return image
+    apply = rng.random() < parameters.blur_probability
+    sigma = rng.uniform(*parameters.blur_sigma_range)
+    inside = np.asarray(brain, dtype=bool)
+    if not apply or not inside.any():
+        return image
+    sigmas = (0.0,) * (inside.ndim - 2) + (sigma, sigma)
+    weight = ndimage.gaussian_filter(inside.astype(np.float64), sigmas)
+    result = np.array(image, dtype=np.float32, copy=True)
+    for channel in range(image.shape[0]):
+        smoothed = ndimage.gaussian_filter(np.where(inside, image[channel], 0.0).astype(np.float64), sigmas)
+        result[channel][inside] = (smoothed[inside] / weight[inside]).astype(np.float32)
     return result

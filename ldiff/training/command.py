@@ -61,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-every", type=int, help="steps per training_log.json entry (default 10)")
     parser.add_argument("--lesion-shapes-from", metavar="DATASET",
                         help="filling tasks: borrow real lesion shapes from another preprocessed dataset")
-    parser.add_argument("--augmentation", choices=("default", "strong", "strong_rim"),
+    parser.add_argument("--augmentation", choices=("default", "strong", "strong_rim", "strong_blur"),
                         help="strong: wider intensity, contrast, gamma, noise and bias-field augmentation, for models "
                              "that must work on other scanners; strong_rim: and, for filling, a lesion's partial-volume "
-                             "rim beside the training masks half of the time (default: default)")
+                             "rim beside the training masks half of the time; strong_blur: and a third of the samples smoothed in-plane "
+                             "as resampled scans are (default: default)")
     parser.add_argument("--slice-axes", choices=("axial", "all"),
                         help="all: draw training slices from axial, coronal and sagittal views, so that prediction can "
                              "fill along all three and average them (default: axial)")

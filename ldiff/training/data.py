@@ -48,6 +48,7 @@ from ldiff.training.augmentation import (
     NO_SPATIAL_CHANGE,
     AugmentationParameters,
     augment_intensity,
+    blur_in_plane,
     paint_context_rim,
     draw_spatial,
     warp_stack,
@@ -235,6 +236,7 @@ class SampleSource:
         wm, brain = (warped_labels & WM_BIT) > 0, (warped_labels & BRAIN_BIT) > 0
         if self.augment:
             warped_image = augment_intensity(warped_image, brain, rng, self.augmentation)
+            warped_image = blur_in_plane(warped_image, brain, rng, self.augmentation)
         if self.is_2d:
             warped_image, lesion, wm, brain = warped_image[:, 0], lesion[0], wm[0], brain[0]
         paint, loss = (masks or self.task.training_masks)(lesion, wm, brain, rng, self.mask_sampler,

@@ -25,7 +25,7 @@ from ldiff.io import load_json
 from ldiff.tasks import TASKS, Task, get_task
 
 # ldiff.training.augmentation.AUGMENTATION_PRESETS's names (not imported: settings stay light for the CLI).
-AUGMENTATION_NAMES = ("default", "strong", "strong_rim")
+AUGMENTATION_NAMES = ("default", "strong", "strong_rim", "strong_blur")
 
 logger = logging.getLogger("ldiff")
 
@@ -58,9 +58,10 @@ class TrainingSettings:
         num_workers: data-loading worker processes per training process (0 = in-process).
         lesion_shapes_from: another preprocessed dataset whose real lesion shapes the filling tasks
             borrow for their masks (for healthy-only datasets).
-        augmentation: ``"default"``, ``"strong"`` or ``"strong_rim"`` (see ``ldiff.training.augmentation``);
+        augmentation: ``"default"``, ``"strong"``, ``"strong_rim"`` or ``"strong_blur"`` (see ``ldiff.training.augmentation``);
             strong: intensity, contrast, noise and bias-field augmentation for models that must generalise;
-            strong_rim: and a lesion's partial-volume rim beside filling masks half of the time.
+            strong_rim: and a lesion's partial-volume rim beside filling masks half of the time;
+            strong_blur: and a third of the samples smoothed in-plane, as resampled scans are.
         slice_axes: ``"axial"`` (slices along the plans' slice axis) or ``"all"`` (axial, coronal and
             sagittal slices drawn uniformly; see ``ldiff.slice_views``): a model trained on all can fill
             along each view at prediction and average them.
