@@ -7,7 +7,7 @@
 #                                            # the phantoms' own lesions, the patients' real lesions
 #
 # Both runs start from the phantom-only demo model (ldiff/demo_models/t1_cond_fill at commit 553a926,
-# restored by benchmarks/warm_start.sh's recipe) and train 800 steps on the 24 training phantoms of
+# restored by benchmarks/phantom_only_model.sh) and train 800 steps on the 24 training phantoms of
 # Dataset002_MSPhantomT1 with the same settings; `rim` adds the rim augmentation, `control` does not.
 # Neither ever saw a real patient, so every patient number is a test number. Patients:
 # ../shared/data/open_ms_data (Lesjak et al. 2017, CC-BY; read in place, never copied).
@@ -20,12 +20,7 @@ demo="benchmark_results/models/demo_phantoms"
 steps="${STEPS:-800}"
 model() { echo "$runs/$1/Dataset002_MSPhantomT1/cond_fill__2d/fold_all"; }
 
-if [ ! -f "$demo/checkpoint_final.pth" ]; then
-  mkdir -p "$demo"
-  for f in $(git ls-tree --name-only 553a926 ldiff/demo_models/t1_cond_fill/); do
-    git show "553a926:$f" > "$demo/$(basename "$f")"
-  done
-fi
+bash benchmarks/phantom_only_model.sh  # restored from git, with its intensity landmarks
 
 case "${1:-}" in
   train)
