@@ -36,12 +36,11 @@ def record_landmarks(model_folder: Path, data_folder: Path, case_ids: list[str] 
     channel count that differs from the model's."""
     from ldiff.io.model_files import channel_names_of, read_model_json, write_model_json
     from ldiff.preprocessing.standardisation import target_landmarks, training_landmarks
+    from ldiff.training.settings import preprocessed_case_ids
 
     description = read_model_json(model_folder)
     if case_ids is None:
-        # A preprocessed case is {case}.npz beside its {case}.json (the folder also holds caches, e.g. the lesion library).
-        case_ids = sorted(path.stem for path in Path(data_folder).glob("*.npz") if path.with_suffix(".json").is_file()
-                          and not path.stem.startswith("lesion_library"))
+        case_ids = preprocessed_case_ids(Path(data_folder))
     missing = [case for case in case_ids if not (Path(data_folder) / f"{case}.npz").is_file()]
     if not case_ids or missing:
         raise LdiffError(f"{data_folder}: has no preprocessed case "
