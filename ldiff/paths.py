@@ -87,3 +87,9 @@ def find_dataset_name(identifier: str | int, search_roots: list[Path] | None = N
     if len(found) > 1:
         raise LdiffError(f"Dataset id {int(text):03d} is ambiguous: {', '.join(found)}; pass the full name.")
     return found[0]
+
+
+def preprocessed_case_ids(data_folder: Path) -> list[str]:
+    """The cases ``ldiff_plan_and_preprocess`` wrote into ``data_folder`` (``{case}.npz``), sorted; the
+    folder also holds the cached lesion library (``lesion_library_*.npz``), which is not a case."""
+    return sorted(path.stem for path in Path(data_folder).glob("*.npz") if not path.stem.startswith("lesion_library"))

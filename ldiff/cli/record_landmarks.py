@@ -34,13 +34,13 @@ def record_landmarks(model_folder: Path, data_folder: Path, case_ids: list[str] 
     """Measure the landmarks on ``case_ids`` of ``data_folder`` (default all) and write them into
     ``model_folder/model.json``; returns the record. One sentence for a folder without cases or a
     channel count that differs from the model's."""
+    from ldiff import paths
     from ldiff.io.model_files import channel_names_of, read_model_json, write_model_json
     from ldiff.preprocessing.standardisation import target_landmarks, training_landmarks
-    from ldiff.training.settings import preprocessed_case_ids
 
     description = read_model_json(model_folder)
     if case_ids is None:
-        case_ids = preprocessed_case_ids(Path(data_folder))
+        case_ids = paths.preprocessed_case_ids(Path(data_folder))
     missing = [case for case in case_ids if not (Path(data_folder) / f"{case}.npz").is_file()]
     if not case_ids or missing:
         raise LdiffError(f"{data_folder}: has no preprocessed case "

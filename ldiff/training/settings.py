@@ -201,17 +201,11 @@ def load_preprocessed(dataset: str | int) -> tuple[str, Path, dict, dict, list[s
         raise LdiffError(f"{name} has not been planned and preprocessed: {command}.")
     plans = load_json(folder / "plans.json")
     data_folder = folder / plans["data_identifier"]
-    case_ids = preprocessed_case_ids(data_folder)
+    case_ids = paths.preprocessed_case_ids(data_folder)
     if not case_ids:
         raise LdiffError(f"{name} has plans but no preprocessed cases in {data_folder}: {command}.")
     dataset_json = load_json(folder / "dataset.json") if (folder / "dataset.json").is_file() else {}
     return name, folder, plans, dataset_json, case_ids
-
-
-def preprocessed_case_ids(data_folder: Path) -> list[str]:
-    """The cases ``ldiff_plan_and_preprocess`` wrote into ``data_folder`` (``{case}.npz``), sorted; the
-    folder also holds the cached lesion library (``lesion_library_*.npz``), which is not a case."""
-    return sorted(path.stem for path in Path(data_folder).glob("*.npz") if not path.stem.startswith("lesion_library"))
 
 
 def any_case_has_lesions(data_folder: Path, case_ids: list[str]) -> bool:
